@@ -1,0 +1,197 @@
+"""The state of one pytest-lmms session: engine, cache, results; hung off config.stash."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_lmms.config import RunConfig
+from pytest_lmms.types import GenParams, Request, SampleResult
+
+if TYPE_CHECKING:
+    from pytest_lmms.models import Backend
+    from pytest_lmms.models._engine import Engine
+    from pytest_lmms.report import SamplesWriter
+    from pytest_lmms.tasks import Task, TaskIndex
+
+
+class SampleFailure(Exception):
+    """A sample that could not be answered or scored; shown without a traceback."""
+
+
+_GEN_FIELDS = {f.name: f.type for f in dataclasses.fields(GenParams)}
+
+
+def apply_gen_overrides(gen: GenParams, overrides: dict[str, str]) -> GenParams:
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key == "max_new_tokens":
+            changes[key] = int(value)
+        elif key in ("temperature", "top_p"):
+            changes[key] = float(value)
+        elif key == "seed":
+            changes[key] = int(value)
+        elif key in ("stop", "until"):
+            changes["stop"] = tuple(s for s in value.split("|") if s)
+        else:
+            raise pytest.UsageError(
+                f"--lmms-gen-kwargs: unknown key {key!r}; known: max_new_tokens, temperature, top_p, seed, stop"
+            )
+    return dataclasses.replace(gen, **changes) if changes else gen
+
+
+class LmmsSession:
+    """Everything a run shares: built lazily, so a session without samples costs nothing."""
+
+    def __init__(self, config: pytest.Config, run: RunConfig) -> None:
+        self.config = config
+        self.run = run
+        self.started = time.time()
+        self.is_worker = hasattr(config, "workerinput")
+        self._index: TaskIndex | None = None
+        self._selected: set[str] | None = None
+        self._engine: Engine | None = None
+        self._cache: Any = None
+        self._identity: dict[str, Any] | None = None
+        self._backend_probe: Backend | None = None
+        self._gen_by_task: dict[str, GenParams] = {}
+        self._reasoning_override: tuple[tuple[str, str], ...] | None = None
+        self.planned = False
+        self.results: list[SampleResult] = []
+        self.failed: dict[str, int] = {}
+        self.tasks: dict[str, Task] = {}
+        self._writer: SamplesWriter | None = None
+        self.run_dir: Path | None = None
+        if run.reasoning_tags is not None:
+            from pytest_lmms.scoring import parse_reasoning_tags
+
+            try:
+                self._reasoning_override = parse_reasoning_tags(run.reasoning_tags)
+            except ValueError as exc:
+                raise pytest.UsageError(f"--lmms-reasoning-tags: {exc}") from None
+        for key, value in run.environment.items():
+            os.environ.setdefault(key, value)
+        self._seed_everything()
+
+    def _seed_everything(self) -> None:
+        random.seed(self.run.seed)
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed(self.run.seed)
+        if "torch" in sys.modules:
+            sys.modules["torch"].manual_seed(self.run.seed)
+
+    # ---- selection -------------------------------------------------------------------
+    def selected(self, task_name: str) -> bool:
+        if not self.run.tasks:
+            return True
+        if self._selected is None:
+            from pytest_lmms.tasks import discover
+
+            paths = [Path(a.split("::")[0]) for a in self.config.args] or [self.config.rootpath]
+            paths = [p if p.is_dir() else p.parent for p in paths if p.exists()]
+            self._index = discover(paths or [self.config.rootpath])
+            self._selected = self._index.select(self.run.tasks)
+        return task_name in self._selected
+
+    # ---- model -----------------------------------------------------------------------
+    def _make_backend(self) -> Backend:
+        from pytest_lmms.models import create_backend
+
+        return create_backend(self.run.model, self.run.model_args)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            # Constructing a backend must be cheap (no weights, no server): the real work
+            # starts on its first generate call, so a fully cached run never loads a model.
+            self._backend_probe = self._make_backend()
+            self._identity = dict(self._backend_probe.identity())
+        return self._identity
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from pytest_lmms.models._engine import Engine
+
+            identity = self.identity
+            probe = self._backend_probe
+
+            def factory() -> Backend:
+                return probe if probe is not None else self._make_backend()
+
+            self._engine = Engine(factory, identity, self.cache)
+        return self._engine
+
+    @property
+    def cache(self) -> Any:
+        if self._cache is None and self.run.cache_dir is not None:
+            from pytest_lmms.cache import ResponseCache
+
+            self._cache = ResponseCache(self.run.cache_dir)
+        return self._cache
+
+    # ---- requests --------------------------------------------------------------------
+    def gen_for(self, task: Task) -> GenParams:
+        gen = self._gen_by_task.get(task.name)
+        if gen is None:
+            gen = apply_gen_overrides(task.generation, dict(self.run.gen_kwargs))
+            self._gen_by_task[task.name] = gen
+        return gen
+
+    def reasoning_tags(self, task: Task) -> Sequence[tuple[str, str]]:
+        if self._reasoning_override is not None:
+            return self._reasoning_override
+        return task.reasoning_tags
+
+    def render(self, task: Task, doc_id: str, repeat: int) -> tuple[str, Request, dict[str, Any]]:
+        from pytest_lmms.cache import cache_key
+
+        doc = task.doc(doc_id)
+        request = task.request(doc, repeat=repeat, gen=self.gen_for(task))
+        return cache_key(self.identity, request), request, doc
+
+    def plan(self, items: Sequence[Any]) -> None:
+        """Render every sample of this process up front and hand them to the engine."""
+        self.planned = True
+        entries = []
+        for item in items:
+            try:
+                key, request, doc = self.render(item.task, item.doc_id, item.repeat)
+            except Exception as exc:  # noqa: BLE001 - the item reports it when it runs
+                item.plan_error = exc
+                continue
+            item.planned = (key, request, doc)
+            entries.append((key, request))
+        if entries:
+            self.engine.plan(entries)
+
+    # ---- results ---------------------------------------------------------------------
+    @property
+    def writer(self) -> SamplesWriter:
+        if self._writer is None:
+            from pytest_lmms.report import SamplesWriter, default_run_name
+
+            name = self.run.run_name or default_run_name(self.run.model, self.started)
+            self.run_dir = self.run.output_dir / name
+            self._writer = SamplesWriter(self.run_dir)
+        return self._writer
+
+    def record(self, result: dict[str, Any]) -> None:
+        self.writer.write(result)
+        self.results.append(SampleResult.from_json(result))
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        if self._cache is not None:
+            self._cache.close()
+        if self._writer is not None:
+            self._writer.close()

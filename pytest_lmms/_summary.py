@@ -1,0 +1,98 @@
+"""End of a run: aggregate per task, write results.json, format the terminal summary."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_lmms.types import SampleResult
+
+if TYPE_CHECKING:
+    from pytest_lmms._session import LmmsSession
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) -> dict[str, Any]:
+    from pytest_lmms.report import git_commit, package_versions, throughput, write_results
+
+    by_task: dict[str, list[SampleResult]] = defaultdict(list)
+    for result in state.results:
+        by_task[result.task].append(result)
+    tasks: dict[str, Any] = {}
+    for name in sorted(set(by_task) | set(state.failed)):
+        task = state.tasks.get(name)
+        results = sorted(by_task.get(name, []), key=lambda r: (r.doc_id, r.repeat))
+        metrics: dict[str, Any] = {}
+        if task is not None and results:
+            for metric, estimate in task.aggregate(results).items():
+                metrics[metric] = {**estimate.to_json(), "higher_is_better": task.higher_is_better(metric)}
+        writer = state._writer
+        tasks[name] = {
+            "yaml": str(task.path) if task is not None else None,
+            "fingerprint": task.fingerprint if task is not None else None,
+            "n": len(results),
+            "failed": state.failed.get(name, 0),
+            "metrics": metrics,
+            "samples_file": str(writer.path_for(name)) if writer is not None and results else None,
+            "throughput": throughput(results, wall_s),
+        }
+    run_dir = state.run_dir or state.run.output_dir
+    results_path = run_dir / "results.json"
+    data: dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": state.run.to_json(),
+        "model": {"spec": state.run.model, "identity": _safe_identity(state)},
+        "versions": package_versions(),
+        "git": git_commit(session.config.rootpath),
+        "tasks": tasks,
+        "timings": {"wall_s": round(wall_s, 4)},
+        "throughput": throughput(state.results, wall_s),
+        "results_file": str(results_path),
+    }
+    write_results(results_path, data)
+    return data
+
+
+def _safe_identity(state: LmmsSession) -> dict[str, Any] | None:
+    try:
+        return state.identity
+    except Exception:  # noqa: BLE001 - the summary must not fail on a backend that cannot start
+        return None
+
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    from pytest_lmms.report import format_table
+
+    rows = []
+    for task, info in results["tasks"].items():
+        if not info["metrics"]:
+            rows.append({"task": task, "metric": "-", "value": None, "ci_low": None, "ci_high": None,
+                         "n": info["n"], "n_clusters": None, "method": "-", "failed": info["failed"]})
+        for metric, est in info["metrics"].items():
+            rows.append({
+                "task": task,
+                "metric": metric,
+                "value": est["value"],
+                "ci_low": est["ci_low"] if est["ci_low"] is not None else math.nan,
+                "ci_high": est["ci_high"] if est["ci_high"] is not None else math.nan,
+                "n": est["n"],
+                "n_clusters": est["n_clusters"],
+                "method": est["method"],
+                "failed": info["failed"],
+            })
+    lines = format_table(rows)
+    total = results["throughput"]
+    lines.append("")
+    lines.append(
+        f"model {results['model']['spec']}: {total['samples']} samples, {total['cached']} from cache, "
+        f"{total['model_calls']} model calls, {total['wall_s']:.2f} s"
+    )
+    lines.append(f"results: {results['results_file']}")
+    return lines

@@ -1,0 +1,86 @@
+"""The ``pytest-lmms`` command: ``tasks`` and ``models`` (no dataset or model is loaded)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _dataset_size(task_path: Path, task_name: str) -> str:
+    """Row count when it is cheap to know (local jsonl lines, parquet metadata), else '?'."""
+    from pytest_lmms.tasks import load_specs
+
+    try:
+        spec = next(s for s in load_specs(task_path) if getattr(s, "name", None) == task_name)
+    except Exception:  # noqa: BLE001 - listing never fails on one bad file
+        return "?"
+    source = getattr(spec, "dataset_path", None)
+    if not source:
+        return "?"
+    path = Path(source)
+    if not path.is_absolute():
+        path = task_path.parent / path
+    try:
+        if path.suffix == ".jsonl" and path.is_file():
+            with open(path, "rb") as handle:
+                return str(sum(1 for line in handle if line.strip()))
+        if path.suffix == ".parquet" and path.is_file():
+            import pyarrow.parquet as pq
+
+            return str(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # noqa: BLE001
+        return "?"
+    return "?"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from pytest_lmms.tasks import discover
+
+    paths = [Path(p) for p in args.paths] or [Path("benchmarks") if Path("benchmarks").is_dir() else Path(".")]
+    index = discover(paths)
+    groups_of: dict[str, list[str]] = {}
+    for group, members in index.groups.items():
+        for member in members:
+            groups_of.setdefault(member, []).append(group)
+    rows = [["task", "groups", "docs", "yaml"]]
+    for name, path in sorted(index.tasks.items()):
+        rows.append([name, ",".join(sorted(groups_of.get(name, []))) or "-", _dataset_size(path, name), str(path)])
+    print(_table(rows) if len(rows) > 1 else "no tasks found under " + ", ".join(map(str, paths)))
+    for path, error in sorted(index.errors.items()):
+        print(f"error: {path}: {error}", file=sys.stderr)
+    return 1 if index.errors else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pytest_lmms.models import available_backends
+
+    rows = [["backend", "source"]]
+    rows += [[name, source] for name, source in available_backends().items()]
+    print(_table(rows))
+    print("\naliases:\n  hf:tiny-qwen2-vl  the embedded tiny Qwen2-VL (random weights), built locally on first use")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tasks = sub.add_parser("tasks", help="list tasks and groups (no dataset is loaded)")
+    tasks.add_argument("paths", nargs="*", help="folders to search (default: ./benchmarks)")
+    tasks.set_defaults(func=cmd_tasks)
+    models = sub.add_parser("models", help="list model backends and aliases")
+    models.set_defaults(func=cmd_models)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

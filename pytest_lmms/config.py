@@ -1,0 +1,187 @@
+"""RunConfig: the settings of one run, from the command line, ini keys or a YAML file.
+
+Precedence, highest first: command-line option, ini / pyproject key, ``--lmms-config``
+YAML, built-in default.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEFAULT_MODEL = "hf:tiny-qwen2-vl"
+DEFAULT_SEED = 1234
+DEFAULT_OUTPUT = "results"
+DEFAULT_CACHE = ".lmms-cache"
+
+# option dest -> (ini key, help). The ini key doubles as the key in --lmms-config files.
+_SETTINGS: dict[str, tuple[str, str]] = {
+    "lmms_model": ("model", "model to evaluate as BACKEND:MODEL_ID (default: the embedded tiny model)"),
+    "lmms_model_args": ("model_args", "backend arguments as k=v,k2=v2"),
+    "lmms_tasks": ("tasks", "tasks, groups or globs to run, comma separated (default: every collected task)"),
+    "lmms_limit": ("limit", "take the first N documents of each task"),
+    "lmms_cache": ("cache", f"response cache directory (default: {DEFAULT_CACHE})"),
+    "lmms_output": ("output", f"directory for results.json and samples files (default: {DEFAULT_OUTPUT})"),
+    "lmms_run_name": ("run_name", "name of this run's results folder (default: time and model)"),
+    "lmms_seed": ("seed", f"seed for Python, NumPy and torch (default: {DEFAULT_SEED})"),
+    "lmms_reasoning_tags": ("reasoning_tags", "reasoning tags to strip: names (think,reasoning), <open>:<close> pairs, or none"),
+    "lmms_gen_kwargs": ("gen_kwargs", "generation overrides for every task as k=v,... (max_new_tokens, temperature, top_p, seed)"),
+}
+
+
+class ConfigError(pytest.UsageError):
+    """A bad option value; pytest prints it and exits with a usage error."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str = DEFAULT_MODEL
+    model_args: Mapping[str, str] = field(default_factory=dict)
+    tasks: tuple[str, ...] = ()
+    limit: int | None = None
+    cache_dir: Path | None = Path(DEFAULT_CACHE)
+    output_dir: Path = Path(DEFAULT_OUTPUT)
+    run_name: str | None = None
+    seed: int = DEFAULT_SEED
+    reasoning_tags: str | None = None
+    gen_kwargs: Mapping[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_args": _redact(self.model_args),
+            "tasks": list(self.tasks),
+            "limit": self.limit,
+            "cache_dir": str(self.cache_dir) if self.cache_dir else None,
+            "output_dir": str(self.output_dir),
+            "run_name": self.run_name,
+            "seed": self.seed,
+            "reasoning_tags": self.reasoning_tags,
+            "gen_kwargs": dict(self.gen_kwargs),
+            "config_file": str(self.config_file) if self.config_file else None,
+        }
+
+
+_SECRET = re.compile(r"(key|token|secret|password|auth)", re.IGNORECASE)
+
+
+def _redact(args: Mapping[str, str]) -> dict[str, str]:
+    return {k: ("***" if _SECRET.search(k) else v) for k, v in args.items()}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lmms", "pytest-lmms: multimodal model evaluation")
+    group.addoption("--model", dest="lmms_model", default=None, help=_SETTINGS["lmms_model"][1])
+    group.addoption("--model-args", dest="lmms_model_args", default=None, help=_SETTINGS["lmms_model_args"][1])
+    group.addoption("--tasks", dest="lmms_tasks", default=None, help=_SETTINGS["lmms_tasks"][1])
+    group.addoption("--limit", dest="lmms_limit", default=None, help=_SETTINGS["lmms_limit"][1])
+    group.addoption("--lmms-cache", dest="lmms_cache", default=None, metavar="DIR", help=_SETTINGS["lmms_cache"][1])
+    group.addoption("--no-lmms-cache", dest="lmms_no_cache", action="store_true", default=False,
+                    help="do not read or write the response cache")
+    group.addoption("--lmms-output", dest="lmms_output", default=None, metavar="DIR", help=_SETTINGS["lmms_output"][1])
+    group.addoption("--lmms-run-name", dest="lmms_run_name", default=None, help=_SETTINGS["lmms_run_name"][1])
+    group.addoption("--lmms-seed", dest="lmms_seed", default=None, help=_SETTINGS["lmms_seed"][1])
+    group.addoption("--lmms-reasoning-tags", dest="lmms_reasoning_tags", default=None,
+                    help=_SETTINGS["lmms_reasoning_tags"][1])
+    group.addoption("--lmms-gen-kwargs", dest="lmms_gen_kwargs", default=None, help=_SETTINGS["lmms_gen_kwargs"][1])
+    group.addoption("--lmms-config", dest="lmms_config", default=None, metavar="FILE",
+                    help="YAML file with run settings (model, model_args, tasks, limit, gen_kwargs, environment, ...)")
+    for dest, (key, help_text) in _SETTINGS.items():
+        parser.addini(f"lmms_{key}", help_text, default=None)
+
+
+def parse_kv(text: str | Mapping[str, Any] | None, what: str) -> dict[str, str]:
+    """Parse ``k=v,k2=v2`` (or a mapping from YAML) into a dict of strings."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, Mapping):
+        return {str(k): str(v) for k, v in text.items()}
+    out: dict[str, str] = {}
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what}: expected k=v pairs separated by commas, got {item!r} in {text!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _load_config_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"--lmms-config {path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--lmms-config {path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--lmms-config {path}: expected a mapping at top level")
+    known = {key for key, _ in _SETTINGS.values()} | {"environment"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"--lmms-config {path}: unknown field(s) {unknown}; known: {sorted(known)}")
+    return data
+
+
+def build_run_config(config: pytest.Config) -> RunConfig:
+    file_path = config.getoption("lmms_config")
+    from_file = _load_config_file(Path(file_path)) if file_path else {}
+
+    def setting(dest: str) -> Any:
+        key = _SETTINGS[dest][0]
+        cli = config.getoption(dest)
+        if cli is not None:
+            return cli
+        ini = config.getini(f"lmms_{key}")
+        if ini not in (None, "", []):
+            return ini
+        return from_file.get(key)
+
+    tasks_value = setting("lmms_tasks")
+    if isinstance(tasks_value, (list, tuple)):
+        tasks = tuple(str(t).strip() for t in tasks_value if str(t).strip())
+    else:
+        tasks = tuple(t.strip() for t in str(tasks_value or "").split(",") if t.strip())
+
+    limit = _to_int(setting("lmms_limit"), "--limit", minimum=1)
+    seed = _to_int(setting("lmms_seed"), "--lmms-seed", minimum=0)
+    cache_value = setting("lmms_cache")
+    cache_dir = None if config.getoption("lmms_no_cache") else Path(cache_value or DEFAULT_CACHE)
+    environment = from_file.get("environment") or {}
+    if not isinstance(environment, dict):
+        raise ConfigError(f"--lmms-config {file_path}: 'environment' must be a mapping")
+    return RunConfig(
+        model=str(setting("lmms_model") or DEFAULT_MODEL),
+        model_args=parse_kv(setting("lmms_model_args"), "--model-args"),
+        tasks=tasks,
+        limit=limit,
+        cache_dir=cache_dir,
+        output_dir=Path(setting("lmms_output") or DEFAULT_OUTPUT),
+        run_name=setting("lmms_run_name"),
+        seed=DEFAULT_SEED if seed is None else seed,
+        reasoning_tags=setting("lmms_reasoning_tags"),
+        gen_kwargs=parse_kv(setting("lmms_gen_kwargs"), "--lmms-gen-kwargs"),
+        config_file=Path(file_path) if file_path else None,
+        environment={str(k): str(v) for k, v in environment.items()},
+    )
+
+
+def _to_int(value: Any, option: str, minimum: int) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} expects an integer, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{option} must be >= {minimum}, got {number}")
+    return number

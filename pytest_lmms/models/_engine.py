@@ -1,0 +1,225 @@
+"""The Engine: every model call of a session goes through it.
+
+It takes the session's requests up front (``plan``), answers cache hits at once, and runs
+the misses in large batches on one background thread, in plan order, so a sample item only
+waits for its own response and the model never waits for scoring. Each finished batch is
+written to the cache before the items waiting on it are released, so a crash loses at most
+the batch in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pytest_lmms.models._base import Backend, BackendError
+from pytest_lmms.types import Request, Response
+
+
+class _Cache(Protocol):
+    def get_many(self, keys: Sequence[str]) -> dict[str, Response]: ...
+
+    def put_many(self, entries: Sequence[tuple[str, Request, Response]]) -> int: ...
+
+
+@dataclass
+class EngineStats:
+    requests: int = 0
+    cache_hits: int = 0
+    model_calls: int = 0
+    batches: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
+
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "model_calls": self.model_calls,
+            "batches": self.batches,
+            "failures": self.failures,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "model_seconds": round(self.model_seconds, 6),
+            "requests_per_s": (self.model_calls / self.model_seconds) if self.model_seconds else None,
+            "output_tokens_per_s": (self.output_tokens / self.model_seconds) if self.model_seconds else None,
+            "latency_p50_s": pct(0.5),
+            "latency_p95_s": pct(0.95),
+        }
+
+
+class Engine:
+    """Plans, caches and batches the requests of one session (or xdist worker)."""
+
+    def __init__(
+        self,
+        backend_factory: Callable[[], Backend],
+        identity: Mapping[str, Any],
+        cache: _Cache | None = None,
+    ) -> None:
+        self._backend_factory = backend_factory
+        self.identity = identity
+        self._cache = cache
+        self._backend: Backend | None = None
+        self._futures: dict[str, Future[Response]] = {}
+        self._requests: dict[str, Request] = {}
+        self._pending: deque[str] = deque()
+        self._urgent: deque[str] = deque()
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.stats = EngineStats()
+
+    @property
+    def backend_started(self) -> bool:
+        return self._backend is not None
+
+    def plan(self, entries: Sequence[tuple[str, Request]]) -> None:
+        """Register requests in the order they will be needed; cache hits resolve at once."""
+        new = [(key, req) for key, req in entries if key not in self._futures]
+        hits = self._cache.get_many([key for key, _ in new]) if self._cache and new else {}
+        misses: list[str] = []
+        with self._lock:
+            for key, request in new:
+                if key in self._futures:
+                    continue
+                future: Future[Response] = Future()
+                self._futures[key] = future
+                self.stats.requests += 1
+                hit = hits.get(key)
+                if hit is not None:
+                    self.stats.cache_hits += 1
+                    future.set_result(hit)
+                else:
+                    self._requests[key] = request
+                    misses.append(key)
+            if misses:
+                self._pending.extend(misses)
+                self._ensure_worker()
+                self._lock.notify()
+
+    def response(self, key: str, request: Request) -> Future[Response]:
+        """The future response for one request, planned now if it was not before."""
+        future = self._futures.get(key)
+        if future is None:
+            self.plan([(key, request)])
+            future = self._futures[key]
+        if not future.done():
+            with self._lock:
+                if key in self._requests:
+                    self._urgent.append(key)
+                    self._lock.notify()
+        return future
+
+    def _ensure_worker(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pytest-lmms-engine", daemon=True)
+            self._thread.start()
+
+    def _next_batch(self) -> list[tuple[str, Request]]:
+        with self._lock:
+            while not (self._pending or self._urgent or self._closed):
+                self._lock.wait()
+            if self._closed and not (self._pending or self._urgent):
+                return []
+            limit = self._backend.max_batch_size if self._backend else 1
+            batch: list[tuple[str, Request]] = []
+            for queue in (self._urgent, self._pending):
+                while queue and len(batch) < max(limit, 1):
+                    key = queue.popleft()
+                    request = self._requests.pop(key, None)
+                    if request is not None:
+                        batch.append((key, request))
+            return batch
+
+    def _run(self) -> None:
+        try:
+            self._backend = self._backend_factory()
+        except BaseException as exc:  # noqa: BLE001 - every waiting item must learn why
+            self._fail_all(BackendError(f"the model backend could not start: {type(exc).__name__}: {exc}"))
+            return
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                return
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[tuple[str, Request]]) -> None:
+        assert self._backend is not None
+        started = time.perf_counter()
+        try:
+            outputs = self._backend.generate([request for _, request in batch])
+            if len(outputs) != len(batch):
+                raise BackendError(f"backend returned {len(outputs)} responses for {len(batch)} requests")
+        except BaseException as exc:  # noqa: BLE001 - a batch failure fails its items, not the run
+            outputs = [exc] * len(batch)
+        elapsed = time.perf_counter() - started
+        stats = self.stats
+        stats.batches += 1
+        stats.model_seconds += elapsed
+        answered: list[tuple[str, Request, Response]] = []
+        for (key, request), output in zip(batch, outputs, strict=True):
+            if isinstance(output, Response) and isinstance(output.text, str):
+                answered.append((key, request, output))
+                stats.model_calls += 1
+                stats.input_tokens += output.input_tokens or 0
+                stats.output_tokens += output.output_tokens or 0
+                if output.latency_s is not None:
+                    stats.latencies.append(output.latency_s)
+        if self._cache and answered:
+            try:
+                self._cache.put_many(answered)
+            except Exception as exc:  # noqa: BLE001 - losing the cache must not lose answers
+                import warnings
+
+                warnings.warn(f"response cache write failed: {exc}", stacklevel=1)
+        for (key, request), output in zip(batch, outputs, strict=True):
+            future = self._futures[key]
+            if isinstance(output, Response) and isinstance(output.text, str):
+                future.set_result(output)
+            else:
+                stats.failures += 1
+                error = output if isinstance(output, BaseException) else BackendError(
+                    f"backend returned {type(output).__name__} instead of a Response"
+                )
+                future.set_exception(error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._lock:
+            keys = list(self._requests)
+            self._requests.clear()
+            self._pending.clear()
+            self._urgent.clear()
+        for key in keys:
+            self.stats.failures += 1
+            self._futures[key].set_exception(error)
+        self._thread = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        cancelled = BackendError("the session ended before this request was answered")
+        for key in list(self._requests):
+            future = self._futures[key]
+            if not future.done():
+                future.set_exception(cancelled)
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None

@@ -1,0 +1,54 @@
+"""A seeded chance-level baseline: answers each request with one of its options.
+
+``--model=random:SEED`` (the model id is the seed; empty means 0). For a request with
+choices the answer is one option's letter (``A``, ``B``, ...) or, with ``answer=text``,
+the option's text; without choices it answers ``fallback`` (default ``"0"``). The pick
+depends only on the seed and the request's content, so it is the same in every run,
+process and xdist worker, whatever the order of requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_lmms.models._registry import register_model
+from pytest_lmms.types import Request, Response
+
+_LETTERS = string.ascii_uppercase
+
+
+@register_model("random")
+class RandomBackend:
+    name = "random"
+    max_batch_size = 4096
+
+    def __init__(self, model_id: str = "", answer: str = "letter", fallback: str = "0") -> None:
+        try:
+            self.seed = int(model_id or 0)
+        except ValueError:
+            raise ValueError(f"random backend: the model id is the seed, an integer; got {model_id!r}") from None
+        if answer not in ("letter", "text"):
+            raise ValueError(f"random backend: answer must be 'letter' or 'text', got {answer!r}")
+        self.answer = answer
+        self.fallback = fallback
+
+    def identity(self) -> Mapping[str, Any]:
+        return {"backend": self.name, "seed": self.seed, "answer": self.answer, "fallback": self.fallback}
+
+    def _pick(self, request: Request) -> str:
+        if not request.choices:
+            return self.fallback
+        digest = hashlib.blake2b(
+            f"{self.seed}\0{request.task}\0{request.doc_id}\0{request.repeat}".encode(), digest_size=8
+        ).digest()
+        index = int.from_bytes(digest, "little") % len(request.choices)
+        return request.choices[index] if self.answer == "text" else _LETTERS[index]
+
+    def generate(self, requests: Sequence[Request]) -> list[Response | BaseException]:
+        return [Response(text=self._pick(r), input_tokens=0, output_tokens=1, latency_s=0.0) for r in requests]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,224 @@
+"""pytest hooks, kept thin: options, collection, sample items, the summary."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_lmms._session import LmmsSession, SampleFailure
+from pytest_lmms.config import add_options, build_run_config
+
+if TYPE_CHECKING:
+    from pytest_lmms.tasks import Task
+
+SESSION_KEY = pytest.StashKey[LmmsSession]()
+RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+RESULT_PROPERTY = "lmms_result"
+WRONG_PROPERTY = "lmms_wrong"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    state = LmmsSession(config, build_run_config(config))
+    config.stash[SESSION_KEY] = state
+    if not state.is_worker:
+        config.pluginmanager.register(ResultCollector(state), "lmms-result-collector")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.close()
+
+
+def _state(config: pytest.Config) -> LmmsSession:
+    return config.stash[SESSION_KEY]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in (".yaml", ".yml"):
+        from pytest_lmms.tasks import is_task_file
+
+        if is_task_file(file_path):
+            return TaskFile.from_parent(parent, path=file_path)
+    return None
+
+
+class TaskFile(pytest.File):
+    """A task YAML: one item per document of each task it defines."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from pytest_lmms.tasks import GroupSpec, Task, TaskConfigError, load_specs
+
+        state = _state(self.config)
+        try:
+            specs = load_specs(self.path)
+        except TaskConfigError as exc:
+            # One broken file must not stop the others: it becomes one failing item.
+            yield TaskErrorItem.from_parent(self, name=self.path.stem, error=str(exc))
+            return
+        for spec in specs:
+            if isinstance(spec, GroupSpec) or not state.selected(spec.name):
+                continue
+            try:
+                task = Task(spec)
+                doc_ids = task.doc_ids(limit=state.run.limit)
+            except Exception as exc:  # noqa: BLE001 - reported on the task's own item
+                yield TaskErrorItem.from_parent(self, name=spec.name, error=str(exc))
+                continue
+            state.tasks[task.name] = task
+            for doc_id in doc_ids:
+                yield SampleItem.from_parent(self, name=f"{task.name}[{doc_id}]", task=task, doc_id=doc_id)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any(isinstance(item, SampleItem) for item in items):
+        from pytest_lmms.models import resolve_backend
+
+        try:
+            resolve_backend(_state(config).run.model)
+        except (ValueError, ImportError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+
+class TaskErrorItem(pytest.Item):
+    """Stands for a task that could not be loaded, so the error shows once, by name."""
+
+    def __init__(self, *, error: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise SampleFailure(self.error)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        return str(excinfo.value)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"task {self.name}"
+
+
+class SampleItem(pytest.Item):
+    """One benchmark sample: waits for its response, scores it, records the result."""
+
+    def __init__(self, *, task: Task, doc_id: str, repeat: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        self.doc_id = doc_id
+        self.repeat = repeat
+        self.planned: tuple[str, Any, dict[str, Any]] | None = None
+        self.plan_error: BaseException | None = None
+
+    def runtest(self) -> None:
+        state = _state(self.config)
+        if not state.planned:
+            state.plan(self._items_to_plan(state))
+        if self.plan_error is not None:
+            raise SampleFailure(f"could not render the request: {type(self.plan_error).__name__}: {self.plan_error}")
+        if self.planned is None:
+            try:
+                self.planned = state.render(self.task, self.doc_id, self.repeat)
+            except Exception as exc:  # noqa: BLE001
+                raise SampleFailure(f"could not render the request: {type(exc).__name__}: {exc}") from exc
+        key, request, doc = self.planned
+        try:
+            response = state.engine.response(key, request).result()
+        except Exception as exc:  # noqa: BLE001 - a failed call is never scored
+            raise SampleFailure(f"model call failed: {type(exc).__name__}: {exc}") from exc
+        self.planned = None  # free the rendered request (media) once answered
+        self._score(state, doc, response)
+
+    def _items_to_plan(self, state: LmmsSession) -> list[SampleItem]:
+        if state.is_worker:
+            # An xdist worker does not know which items it will be handed: plan lazily.
+            return [self]
+        return [item for item in self.session.items if isinstance(item, SampleItem)]
+
+    def _score(self, state: LmmsSession, doc: dict[str, Any], response: Any) -> None:
+        from pytest_lmms.scoring import strip_reasoning
+
+        task = self.task
+        raw = response.text
+        text = strip_reasoning(raw, state.reasoning_tags(task))
+        try:
+            scores = task.score(doc, text)
+        except Exception as exc:  # noqa: BLE001
+            raise SampleFailure(f"scoring failed: {type(exc).__name__}: {exc}") from exc
+        result = {
+            "task": task.name,
+            "doc_id": self.doc_id,
+            "cluster_id": task.cluster_id(doc),
+            "repeat": self.repeat,
+            "target": task.target(doc),
+            "response": text,
+            "raw": raw,
+            "scores": scores,
+            "cached": response.cached,
+            "latency_s": response.latency_s,
+            "input_tokens": response.input_tokens,
+            "output_tokens": response.output_tokens,
+        }
+        self.user_properties.append((RESULT_PROPERTY, result))
+        primary = task.primary_metric
+        if primary is not None and task.higher_is_better(primary) and scores.get(primary) == 0:
+            self.user_properties.append((WRONG_PROPERTY, True))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, SampleFailure):
+            return f"{self.task.name}[{self.doc_id}]: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.task.name}[{self.doc_id}]"
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    if report.when == "call" and report.passed:
+        for name, _ in report.user_properties:
+            if name == WRONG_PROPERTY:
+                return "wrong", "w", "WRONG"
+    return None
+
+
+class ResultCollector:
+    """Receives every sample's result from its report (locally or shipped by xdist)."""
+
+    def __init__(self, state: LmmsSession) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        if report.failed:
+            task = report.nodeid.rpartition("::")[2].partition("[")[0]
+            self.state.failed[task] = self.state.failed.get(task, 0) + 1
+        for name, value in report.user_properties:
+            if name == RESULT_PROPERTY:
+                self.state.record(value)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = self.state
+        if not state.results and not state.failed:
+            return
+        from pytest_lmms._summary import build_results
+
+        session.config.stash[RESULTS_KEY] = build_results(state, session, time.time() - state.started)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS_KEY, None)
+    if results is None:
+        return
+    from pytest_lmms._summary import summary_lines
+
+    terminalreporter.section("pytest-lmms results")
+    for line in summary_lines(results):
+        terminalreporter.write_line(line)

@@ -1,0 +1,124 @@
+"""Samples JSONL files and results.json: what a run leaves on disk."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from pytest_lmms.types import SampleResult
+
+
+def default_run_name(model: str, started: float) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")[:60] or "model"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    return f"{stamp}_{slug}_{os.getpid()}"
+
+
+class SamplesWriter:
+    """Appends one JSON line per scored sample to ``samples_<task>.jsonl``, flushed at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._files: dict[str, IO[bytes]] = {}
+
+    def path_for(self, task: str) -> Path:
+        return self.run_dir / f"samples_{task}.jsonl"
+
+    def write(self, result: Mapping[str, Any]) -> None:
+        task = str(result["task"])
+        handle = self._files.get(task)
+        if handle is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            handle = self._files[task] = open(self.path_for(task), "ab")  # noqa: SIM115
+        handle.write(orjson.dumps(result) + b"\n")
+        handle.flush()
+
+    @property
+    def written(self) -> dict[str, Path]:
+        return {task: self.path_for(task) for task in self._files}
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
+
+
+def read_samples(path: str | Path) -> list[SampleResult]:
+    results = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                results.append(SampleResult.from_json(orjson.loads(line)))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: not a sample record: {exc}") from None
+    return results
+
+
+def git_commit(directory: Path) -> dict[str, Any] | None:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory, capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("pytest-lmms", "pytest", "numpy", "torch", "transformers", "pytest-xdist"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def throughput(results: Sequence[SampleResult], wall_s: float) -> dict[str, Any]:
+    computed = [r for r in results if not r.cached]
+    latencies = sorted(r.latency_s for r in computed if r.latency_s is not None)
+
+    def pct(q: float) -> float | None:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    out_tokens = sum(r.output_tokens or 0 for r in computed)
+    return {
+        "samples": len(results),
+        "cached": len(results) - len(computed),
+        "model_calls": len(computed),
+        "input_tokens": sum(r.input_tokens or 0 for r in computed),
+        "output_tokens": out_tokens,
+        "wall_s": round(wall_s, 4),
+        "samples_per_s": round(len(results) / wall_s, 3) if wall_s > 0 else None,
+        "output_tokens_per_s": round(out_tokens / wall_s, 3) if wall_s > 0 else None,
+        "latency_p50_s": pct(0.5),
+        "latency_p95_s": pct(0.95),
+    }
+
+
+def write_results(path: Path, results: Mapping[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    os.replace(tmp, path)
+    return path
+
+

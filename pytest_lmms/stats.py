@@ -1,0 +1,438 @@
+"""Uncertainty for benchmark scores: means with (cluster-robust) intervals, the bootstrap,
+paired comparisons between two runs, and Holm's correction for many comparisons.
+
+Every function validates its input loudly rather than guessing: an empty sample, a NaN
+score, a missing cluster id or a mismatch between paired runs raises ``ValueError`` with
+the count and the first offending position, never a silently smaller sample.
+
+Conventions shared by every function:
+
+- ``level`` is the two-sided confidence level, strictly between 0 and 1.
+- With one observation (or one cluster) the standard error is undefined: it is returned
+  as NaN, and so are the interval bounds (and the p-value), never as 0.
+- When every score is equal the standard error is exactly 0 and the interval has zero
+  width. That is the correct answer for the data given, not an error: there is no
+  observed variability to propagate.
+- scipy is imported inside the functions that need it, so importing this module costs
+  numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pytest_lmms.types import Estimate
+
+__all__ = ["Comparison", "bootstrap", "compare", "estimate", "holm"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+_MAX_NAMED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A paired difference ``a - b`` with its standard error, interval and p-value."""
+
+    diff: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    n_clusters: int | None = None
+    method: str = "paired-t"
+    level: float = 0.95
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {
+            "diff": clean(self.diff),
+            "se": clean(self.se),
+            "ci_low": clean(self.ci_low),
+            "ci_high": clean(self.ci_high),
+            "p_value": clean(self.p_value),
+            "n": self.n,
+            "n_clusters": self.n_clusters,
+            "method": self.method,
+            "level": self.level,
+        }
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+
+def estimate(
+    scores: Sequence[float] | np.ndarray,
+    clusters: Sequence[Hashable] | np.ndarray | None = None,
+    level: float = 0.95,
+) -> Estimate:
+    """The mean of ``scores`` with its standard error and a t confidence interval.
+
+    Without ``clusters`` the samples are taken as independent: SE = sample SD (ddof=1) /
+    sqrt(n) and a t interval with n - 1 degrees of freedom (method ``"t"``).
+
+    With ``clusters`` (one hashable id per score; samples sharing an id, such as questions
+    about the same image or video, may be correlated) the SE is the cluster-robust CR1 SE
+    of the mean — the one statsmodels reports for OLS on a constant with
+    ``cov_type="cluster"`` — and the interval is t with G - 1 degrees of freedom, G being
+    the number of clusters (method ``"cluster-t"``, ``n_clusters=G``).
+
+    Edge cases:
+
+    - no scores: ``ValueError``;
+    - one score (or a single cluster): the value, with NaN SE and interval;
+    - a NaN or infinite score: ``ValueError`` naming how many and the first index;
+    - ``clusters`` of another length than ``scores``: ``ValueError``;
+    - a missing cluster id (None or NaN): ``ValueError`` naming the first index;
+    - all scores equal: SE 0 and a zero-width interval (correct, see the module docstring).
+    """
+    _check_level(level)
+    values = _as_scores(scores)
+    if clusters is None:
+        mean, se, df = _independent_mean_se(values)
+        method, n_clusters = "t", None
+    else:
+        codes, n_clusters = _cluster_codes(clusters, len(values))
+        mean, se, df = _cluster_mean_se(values, codes, n_clusters)
+        method = "cluster-t"
+    low, high = _t_interval(mean, se, df, level)
+    return Estimate(
+        value=mean,
+        se=se,
+        ci_low=low,
+        ci_high=high,
+        n=len(values),
+        n_clusters=n_clusters,
+        method=method,
+        level=level,
+    )
+
+
+def bootstrap(
+    values: Sequence[Any] | np.ndarray,
+    statistic: Callable[[Sequence[Any]], float],
+    clusters: Sequence[Hashable] | np.ndarray | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Estimate:
+    """A percentile bootstrap interval for any ``statistic`` of ``values``.
+
+    For aggregates that are not a mean (sums, circular accuracy, corpus-level WER, ...).
+    ``value`` is ``statistic(values)`` on the original data, ``se`` is the SD (ddof=1) of
+    the bootstrap distribution, and the interval is its ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles, all on the statistic's own scale.
+
+    Each resample draws ``len(values)`` items with replacement (method ``"bootstrap"``).
+    With ``clusters`` it draws G whole clusters with replacement and concatenates their
+    values (method ``"cluster-bootstrap"``), so correlation within a cluster is kept.
+    A resample is passed to ``statistic`` as a numpy array when ``values`` is one, as a
+    list otherwise. The generator is ``numpy.random.default_rng(seed)``: the same inputs
+    and seed always give the same interval.
+
+    Edge cases:
+
+    - no values, or ``n_resamples < 2``: ``ValueError``;
+    - ``clusters`` of another length, or a missing cluster id (None or NaN): ``ValueError``
+      as in :func:`estimate`;
+    - one value (or a single cluster): every resample is the original data, so there is
+      no information about variability; the value comes with NaN SE and interval;
+    - ``statistic`` returning NaN or infinity, on the data or on some resamples:
+      ``ValueError`` with the count (resamples are never silently dropped);
+    - a statistic constant over resamples: SE 0 and a zero-width interval.
+    """
+    _check_level(level)
+    if n_resamples < 2:
+        raise ValueError(f"n_resamples must be at least 2, got {n_resamples}")
+    n = len(values)
+    if n == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+
+    value = float(statistic(values))
+    if not math.isfinite(value):
+        raise ValueError(f"statistic returned {value} on the original data")
+
+    if clusters is None:
+        method, n_clusters, n_units = "bootstrap", None, n
+    else:
+        codes, n_clusters = _cluster_codes(clusters, n)
+        method, n_units = "cluster-bootstrap", n_clusters
+    if n_units < 2:
+        nan = math.nan
+        return Estimate(value, nan, nan, nan, n, n_clusters, method, level)
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_units, size=(n_resamples, n_units))
+    if clusters is None:
+        index_rows: Iterable[IntArray] = draws
+    else:
+        index_rows = _ClusterIndexer(codes, n_units).rows(draws)
+
+    take = _taker(values)
+    distribution = np.fromiter(
+        (statistic(take(rows)) for rows in index_rows), dtype=np.float64, count=n_resamples
+    )
+    bad = int(np.count_nonzero(~np.isfinite(distribution)))
+    if bad:
+        first = int(np.flatnonzero(~np.isfinite(distribution))[0])
+        raise ValueError(
+            f"statistic returned NaN or infinity on {bad} of {n_resamples} resamples "
+            f"(first: resample {first}); make it defined on every resample"
+        )
+    # Percentile interval: Efron & Tibshirani (1993), An Introduction to the Bootstrap, ch. 13;
+    # cluster (block) resampling: Davison & Hinkley (1997), Bootstrap Methods, sec. 3.8.
+    alpha = 1.0 - level
+    low, high = np.quantile(distribution, [alpha / 2, 1 - alpha / 2])
+    se = float(np.std(distribution, ddof=1))
+    return Estimate(value, se, float(low), float(high), n, n_clusters, method, level)
+
+
+def compare(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    clusters: Mapping[str, Hashable] | None = None,
+    level: float = 0.95,
+) -> Comparison:
+    """The paired difference in mean score, ``a - b``, over the same sample ids.
+
+    ``a`` and ``b`` map sample id -> score and must hold exactly the same ids (a missing or
+    extra id raises ``ValueError`` naming up to five of each and the counts): a paired
+    comparison on different samples is meaningless.
+
+    Without ``clusters``: the paired t test on the per-sample differences (identical to
+    ``scipy.stats.ttest_rel``), a t interval with n - 1 degrees of freedom, method
+    ``"paired-t"``. With ``clusters`` (sample id -> cluster id; ids beyond those compared
+    are ignored): the cluster-robust CR1 SE of the mean difference, t with G - 1 degrees of
+    freedom, method ``"paired-cluster-t"``. ``p_value`` is two-sided, for a zero difference.
+
+    Edge cases:
+
+    - no common samples: ``ValueError``; NaN or infinite scores: ``ValueError`` naming how
+      many and the first sample id; a sample id without a cluster, or whose cluster id is
+      None or NaN: ``ValueError``;
+    - one sample (or a single cluster): NaN SE, interval and p-value;
+    - every difference equal (SE exactly 0): a zero-width interval, and p-value 1.0 when
+      the difference is 0 (scipy returns NaN for that 0/0) or 0.0 when it is not.
+    """
+    _check_level(level)
+    ids = _paired_ids(a, b)
+    diffs = _paired_scores(a, ids, "a") - _paired_scores(b, ids, "b")
+
+    if clusters is None:
+        mean, se, df = _independent_mean_se(diffs)
+        method, n_clusters = "paired-t", None
+    else:
+        missing = [key for key in ids if key not in clusters]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} compared sample ids have no cluster id: {_name_some(missing)}"
+            )
+        codes, n_clusters = _cluster_codes([clusters[key] for key in ids], len(ids), ids)
+        mean, se, df = _cluster_mean_se(diffs, codes, n_clusters)
+        method = "paired-cluster-t"
+    low, high = _t_interval(mean, se, df, level)
+    return Comparison(
+        diff=mean,
+        se=se,
+        ci_low=low,
+        ci_high=high,
+        p_value=_two_sided_p(mean, se, df),
+        n=len(ids),
+        n_clusters=n_clusters,
+        method=method,
+        level=level,
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given.
+
+    Same as ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]``: monotone in
+    the raw p-values and capped at 1. Rejecting where the adjusted p-value is below alpha
+    controls the family-wise error rate at alpha. A p-value that is NaN or outside [0, 1]
+    raises ``ValueError``; an empty input gives an empty list.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be one-dimensional, got shape {p.shape}")
+    invalid = ~((p >= 0.0) & (p <= 1.0))  # NaN compares False: invalid too
+    if invalid.any():
+        first = int(np.flatnonzero(invalid)[0])
+        raise ValueError(
+            f"{int(invalid.sum())} p-values are NaN or outside [0, 1] "
+            f"(first: index {first}, value {p[first]})"
+        )
+    m = len(p)
+    if m == 0:
+        return []
+    # Holm (1979), "A simple sequentially rejective multiple test procedure", Scand. J. Stat.
+    order = np.argsort(p, kind="stable")
+    stepped = (m - np.arange(m)) * p[order]
+    adjusted_sorted = np.minimum(np.maximum.accumulate(stepped), 1.0)
+    adjusted = np.empty(m, dtype=np.float64)
+    adjusted[order] = adjusted_sorted
+    return [float(x) for x in adjusted]
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be strictly between 0 and 1, got {level}")
+
+
+def _as_scores(scores: Sequence[float] | np.ndarray) -> FloatArray:
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"scores must be one-dimensional, got shape {values.shape}")
+    if len(values) == 0:
+        raise ValueError("cannot estimate from an empty sample (n == 0)")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{int(bad.sum())} of {len(values)} scores are NaN or infinite "
+            f"(first at index {first}); drop or fix them explicitly"
+        )
+    return values
+
+
+def _is_missing(cluster_id: Hashable) -> bool:
+    return cluster_id is None or (isinstance(cluster_id, float) and math.isnan(cluster_id))
+
+
+def _cluster_codes(
+    clusters: Sequence[Hashable] | np.ndarray, n: int, labels: Sequence[str] | None = None
+) -> tuple[IntArray, int]:
+    """Integer codes 0..G-1 for the cluster ids (in order of first appearance), and G."""
+    if len(clusters) != n:
+        raise ValueError(f"got {len(clusters)} cluster ids for {n} scores; they must match")
+    index: dict[Hashable, int] = {}
+    codes = np.empty(n, dtype=np.intp)
+    for i, cluster_id in enumerate(clusters):
+        if _is_missing(cluster_id):
+            where = f"sample id {labels[i]!r}" if labels is not None else f"index {i}"
+            raise ValueError(f"missing cluster id (None or NaN) at {where}")
+        codes[i] = index.setdefault(cluster_id, len(index))
+    return codes, len(index)
+
+
+def _independent_mean_se(values: FloatArray) -> tuple[float, float, float]:
+    """Mean, SE and degrees of freedom for independent observations."""
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return mean, math.nan, math.nan
+    # Student's t: SE = s / sqrt(n), n - 1 df (as scipy.stats.sem and scipy.stats.ttest_1samp).
+    se = float(np.std(values, ddof=1) / math.sqrt(n))
+    return mean, se, float(n - 1)
+
+
+def _cluster_mean_se(
+    values: FloatArray, codes: IntArray, n_clusters: int
+) -> tuple[float, float, float]:
+    """Mean, cluster-robust (CR1) SE and degrees of freedom G - 1."""
+    mean = float(np.mean(values))
+    if n_clusters < 2:
+        return mean, math.nan, math.nan
+    n = len(values)
+    cluster_sums = np.bincount(codes, weights=values - mean, minlength=n_clusters)
+    # CR1 sandwich for OLS on a constant, c = G/(G-1) * (n-1)/(n-k) with k = 1, G - 1 df:
+    # Cameron & Miller (2015), "A Practitioner's Guide to Cluster-Robust Inference", JHR.
+    correction = n_clusters / (n_clusters - 1)
+    se = math.sqrt(correction * float(np.sum(cluster_sums**2))) / n
+    return mean, se, float(n_clusters - 1)
+
+
+def _t_interval(center: float, se: float, df: float, level: float) -> tuple[float, float]:
+    if math.isnan(se) or math.isnan(df):
+        return math.nan, math.nan
+    from scipy import special  # lazy: keeps `import pytest_lmms.stats` free of scipy
+
+    quantile = float(special.stdtrit(df, 0.5 + level / 2))
+    return center - quantile * se, center + quantile * se
+
+
+def _two_sided_p(diff: float, se: float, df: float) -> float:
+    if math.isnan(se) or math.isnan(df):
+        return math.nan
+    if se == 0.0:
+        return 1.0 if diff == 0.0 else 0.0
+    from scipy import special  # lazy: keeps `import pytest_lmms.stats` free of scipy
+
+    return float(2.0 * special.stdtr(df, -abs(diff / se)))
+
+
+def _paired_ids(a: Mapping[str, float], b: Mapping[str, float]) -> list[str]:
+    only_a = [key for key in a if key not in b]
+    only_b = [key for key in b if key not in a]
+    if only_a or only_b:
+        parts = []
+        if only_a:
+            parts.append(f"{len(only_a)} ids only in a: {_name_some(only_a)}")
+        if only_b:
+            parts.append(f"{len(only_b)} ids only in b: {_name_some(only_b)}")
+        raise ValueError(
+            "a paired comparison needs the same sample ids in both runs; " + "; ".join(parts)
+        )
+    ids = list(a)
+    if not ids:
+        raise ValueError("cannot compare two empty runs (n == 0)")
+    return ids
+
+
+def _paired_scores(run: Mapping[str, float], ids: Sequence[str], name: str) -> FloatArray:
+    scores = np.array([run[key] for key in ids], dtype=np.float64)
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        first = ids[int(np.flatnonzero(bad)[0])]
+        raise ValueError(
+            f"{int(bad.sum())} of {len(ids)} scores in {name} are NaN or infinite "
+            f"(first: sample id {first!r}); drop or fix them explicitly"
+        )
+    return scores
+
+
+def _name_some(keys: Sequence[Hashable]) -> str:
+    shown = ", ".join(repr(key) for key in keys[:_MAX_NAMED])
+    return shown + (", ..." if len(keys) > _MAX_NAMED else "")
+
+
+def _taker(values: Sequence[Any] | np.ndarray) -> Callable[[IntArray], Sequence[Any]]:
+    """How to build a resample from an index array: fancy indexing for arrays, else a list."""
+    if isinstance(values, np.ndarray):
+        return values.__getitem__
+    return lambda rows: [values[i] for i in rows]
+
+
+class _ClusterIndexer:
+    """Turns rows of drawn cluster codes into the concatenated sample indices."""
+
+    def __init__(self, codes: IntArray, n_clusters: int) -> None:
+        self.by_cluster = np.argsort(codes, kind="stable")
+        self.sizes = np.bincount(codes, minlength=n_clusters)
+        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1]))
+
+    def rows(self, draws: IntArray) -> Iterator[IntArray]:
+        for drawn in draws:
+            sizes = self.sizes[drawn]
+            ends = np.cumsum(sizes)
+            # Position j of the resample belongs to drawn cluster k: its offset inside that
+            # cluster is j - (ends[k] - sizes[k]); add the cluster's start in by_cluster.
+            offsets = np.repeat(self.starts[drawn] - (ends - sizes), sizes)
+            yield self.by_cluster[offsets + np.arange(int(ends[-1]))]

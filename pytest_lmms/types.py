@@ -1,0 +1,295 @@
+"""The shared data types: the bottom layer of the package.
+
+Nothing here imports anything else from ``pytest_lmms``, so tasks, models, the cache and
+the report can all depend on these types without import cycles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+MediaKind = Literal["image", "video", "audio"]
+RequestKind = Literal["generate", "loglikelihood", "agentic"]
+Role = Literal["system", "user", "assistant"]
+
+
+class MediaRef:
+    """A lazy reference to one image, video or audio clip.
+
+    The bytes load only when a backend asks for them; the content hash (which enters the
+    cache key) is computed once, from the bytes. A source is a file path, raw bytes, or a
+    zero-argument callable returning bytes (for media rendered or decoded on demand).
+    """
+
+    __slots__ = ("kind", "_source", "_hash", "_bytes", "mime")
+
+    def __init__(
+        self,
+        kind: MediaKind,
+        source: str | Path | bytes | Callable[[], bytes],
+        *,
+        content_hash: str | None = None,
+        mime: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self._source = source
+        self._hash = content_hash
+        self._bytes: bytes | None = source if isinstance(source, bytes) else None
+        self.mime = mime
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self._source) if isinstance(self._source, (str, Path)) else None
+
+    def read_bytes(self) -> bytes:
+        if self._bytes is None:
+            source = self._source
+            if isinstance(source, (str, Path)):
+                self._bytes = Path(source).read_bytes()
+            elif callable(source):
+                self._bytes = source()
+            else:  # pragma: no cover - guarded by __init__
+                raise TypeError(f"unsupported media source {type(source).__name__}")
+        return self._bytes
+
+    def release(self) -> None:
+        """Drop the loaded bytes (they can be loaded again) to bound memory."""
+        if not isinstance(self._source, bytes):
+            self._bytes = None
+
+    @property
+    def content_hash(self) -> str:
+        if self._hash is None:
+            self._hash = hashlib.sha256(self.read_bytes()).hexdigest()
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"MediaRef({self.kind!r}, hash={self._hash or '?'})"
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPart:
+    media: MediaRef
+    type: MediaKind = "image"
+
+
+ContentPart = TextPart | MediaPart
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: tuple[ContentPart, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+@dataclass(frozen=True, slots=True)
+class GenParams:
+    """Normalized generation parameters (the part of them that changes outputs)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        # 0 and 0.0 must give the same cache key: store one numeric type per field.
+        object.__setattr__(self, "max_new_tokens", int(self.max_new_tokens))
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
+        object.__setattr__(self, "stop", tuple(str(s) for s in self.stop))
+        if self.seed is not None:
+            object.__setattr__(self, "seed", int(self.seed))
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the model sees for one sample (and repeat)."""
+
+    task: str
+    doc_id: str
+    messages: tuple[Message, ...]
+    gen: GenParams = GenParams()
+    kind: RequestKind = "generate"
+    choices: tuple[str, ...] = ()
+    repeat: int = 0
+
+    @property
+    def media(self) -> list[MediaRef]:
+        return [p.media for m in self.messages for p in m.content if isinstance(p, MediaPart)]
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n".join(m.text for m in self.messages)
+
+    def canonical(self) -> dict[str, Any]:
+        """The rendered request as plain JSON data, media replaced by their content hashes."""
+        messages = []
+        for message in self.messages:
+            parts: list[dict[str, str]] = []
+            for part in message.content:
+                if isinstance(part, TextPart):
+                    parts.append({"type": "text", "text": part.text})
+                else:
+                    parts.append({"type": part.type, "sha256": part.media.content_hash})
+            messages.append({"role": message.role, "content": parts})
+        return {
+            "kind": self.kind,
+            "messages": messages,
+            "choices": list(self.choices),
+            "gen": self.gen.as_dict(),
+            "repeat": self.repeat,
+        }
+
+    @property
+    def prefix_key(self) -> str:
+        """Hash of the shared media / first text, used to put related requests together."""
+        media = self.media
+        head = media[0].content_hash if media else self.prompt_text[:256]
+        return hashlib.sha1(head.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A model's answer. A failed call is an exception, never a Response."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    cached: bool = False
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, cached: bool = False) -> Response:
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise ValueError(f"response record has no text: {data!r:.200}")
+        return cls(
+            text=text,
+            input_tokens=data.get("input_tokens"),
+            output_tokens=data.get("output_tokens"),
+            latency_s=data.get("latency_s"),
+            ttft_s=data.get("ttft_s"),
+            cached=cached,
+            meta=data.get("meta") or {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SampleResult:
+    """One scored sample, as written to the samples JSONL file."""
+
+    task: str
+    doc_id: str
+    target: Any
+    response: str
+    raw: str
+    scores: Mapping[str, float]
+    cluster_id: str | None = None
+    repeat: int = 0
+    cached: bool = False
+    latency_s: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "doc_id": self.doc_id,
+            "cluster_id": self.cluster_id,
+            "repeat": self.repeat,
+            "target": self.target,
+            "response": self.response,
+            "raw": self.raw,
+            "scores": dict(self.scores),
+            "cached": self.cached,
+            "latency_s": self.latency_s,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SampleResult:
+        return cls(
+            task=data["task"],
+            doc_id=str(data["doc_id"]),
+            target=data.get("target"),
+            response=data.get("response", ""),
+            raw=data.get("raw", ""),
+            scores={k: float(v) for k, v in data.get("scores", {}).items()},
+            cluster_id=data.get("cluster_id"),
+            repeat=int(data.get("repeat", 0)),
+            cached=bool(data.get("cached", False)),
+            latency_s=data.get("latency_s"),
+            input_tokens=data.get("input_tokens"),
+            output_tokens=data.get("output_tokens"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A point estimate with its standard error and confidence interval."""
+
+    value: float
+    se: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_clusters: int | None = None
+    method: str = "t"
+    level: float = 0.95
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {
+            "value": clean(self.value),
+            "se": clean(self.se),
+            "ci_low": clean(self.ci_low),
+            "ci_high": clean(self.ci_high),
+            "n": self.n,
+            "n_clusters": self.n_clusters,
+            "method": self.method,
+            "level": self.level,
+        }

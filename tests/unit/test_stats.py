@@ -1,0 +1,578 @@
+"""Tests for pytest_lmms.stats.
+
+Three kinds of evidence:
+
+- reference checks: every SE, interval and p-value equals what scipy or statsmodels
+  computes for the same seeded data (to 1e-6 relative), so the formulas are not re-derived
+  here;
+- seeded coverage simulations: 95% intervals cover the true value about 95% of the time,
+  and ignoring clusters on clustered data demonstrably does not (so these tests fail if
+  the clustering is dropped);
+- one test per documented edge case.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.stats
+import statsmodels.api as sm
+from statsmodels.stats.multitest import multipletests
+
+from pytest_lmms.stats import Comparison, bootstrap, compare, estimate, holm
+from pytest_lmms.types import Estimate
+
+REL = 1e-6  # agreement required with scipy / statsmodels
+LEVELS = [0.9, 0.95, 0.99]
+
+
+def approx(expected: float) -> Any:
+    return pytest.approx(expected, rel=REL, abs=1e-12)
+
+
+def as_runs(a: np.ndarray, b: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    ids = [f"doc-{i}" for i in range(len(a))]
+    return dict(zip(ids, a.tolist(), strict=True)), dict(zip(ids, b.tolist(), strict=True))
+
+
+def clustered_binary(
+    rng: np.random.Generator, n_clusters: int, size: int, mean: float, concentration: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binary scores whose success rate varies by cluster: p_g ~ Beta with the given mean.
+
+    The intra-cluster correlation is 1 / (concentration + 1).
+    """
+    p_cluster = rng.beta(mean * concentration, (1 - mean) * concentration, size=n_clusters)
+    groups = np.repeat(np.arange(n_clusters), size)
+    scores = (rng.random(n_clusters * size) < p_cluster[groups]).astype(float)
+    return scores, groups
+
+
+def covered(intervals: Sequence[Estimate | Comparison], truth: float) -> float:
+    return float(np.mean([item.ci_low <= truth <= item.ci_high for item in intervals]))
+
+
+def cluster_fit(y: np.ndarray, groups: np.ndarray) -> Any:
+    # use_t=True makes statsmodels use t with G - 1 df (its df_resid_inference) for the
+    # cluster covariance; its default (use_t=False) would use the normal distribution.
+    return sm.OLS(y, np.ones((len(y), 1))).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Reference checks against scipy / statsmodels
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 7, 50, 500])
+@pytest.mark.parametrize("level", LEVELS)
+def test_estimate_matches_scipy(n: int, level: float) -> None:
+    rng = np.random.default_rng(n)
+    scores = rng.normal(0.4, 0.3, size=n)
+    result = estimate(scores, level=level)
+
+    sem = scipy.stats.sem(scores)
+    low, high = scipy.stats.t.interval(level, n - 1, loc=np.mean(scores), scale=sem)
+    assert result.value == approx(np.mean(scores))
+    assert result.se == approx(sem)
+    assert (result.ci_low, result.ci_high) == (approx(low), approx(high))
+    assert (result.n, result.n_clusters, result.method, result.level) == (n, None, "t", level)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("level", LEVELS)
+def test_clustered_estimate_matches_statsmodels(seed: int, level: float) -> None:
+    rng = np.random.default_rng(seed)
+    n_clusters = int(rng.integers(3, 40))
+    sizes = rng.integers(1, 9, size=n_clusters)  # unbalanced, some singletons
+    groups = np.repeat(np.arange(n_clusters), sizes)
+    y = rng.normal(size=n_clusters)[groups] + rng.normal(size=len(groups))
+    labels = [f"image-{g}" for g in rng.permutation(n_clusters)[groups]]  # arbitrary ids
+
+    result = estimate(y, clusters=labels, level=level)
+
+    fit = cluster_fit(y, groups)
+    assert fit.df_resid_inference == n_clusters - 1  # like with like: t with G - 1 df
+    low, high = fit.conf_int(alpha=1 - level)[0]
+    assert result.value == approx(fit.params[0])
+    assert result.se == approx(fit.bse[0])
+    assert (result.ci_low, result.ci_high) == (approx(low), approx(high))
+    assert (result.n, result.n_clusters, result.method) == (len(y), n_clusters, "cluster-t")
+
+
+def test_singleton_clusters_reduce_to_the_independent_estimate() -> None:
+    scores = np.random.default_rng(3).random(40)
+    independent = estimate(scores)
+    clustered = estimate(scores, clusters=list(range(40)))
+    assert clustered.se == approx(independent.se)
+    assert (clustered.ci_low, clustered.ci_high) == (
+        approx(independent.ci_low),
+        approx(independent.ci_high),
+    )
+
+
+@pytest.mark.parametrize("n", [2, 10, 300])
+@pytest.mark.parametrize("level", LEVELS)
+def test_compare_matches_ttest_rel(n: int, level: float) -> None:
+    rng = np.random.default_rng(100 + n)
+    difficulty = rng.normal(size=n)
+    a = difficulty + rng.normal(0.1, 0.5, size=n)
+    b = difficulty + rng.normal(0.0, 0.5, size=n)
+    result = compare(*as_runs(a, b), level=level)
+
+    test = scipy.stats.ttest_rel(a, b)
+    interval = test.confidence_interval(confidence_level=level)
+    assert result.diff == approx(np.mean(a - b))
+    assert result.se == approx(np.mean(a - b) / test.statistic)
+    assert result.p_value == approx(test.pvalue)
+    assert (result.ci_low, result.ci_high) == (approx(interval.low), approx(interval.high))
+    assert (result.n, result.n_clusters, result.method) == (n, None, "paired-t")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clustered_compare_matches_statsmodels(seed: int) -> None:
+    rng = np.random.default_rng(200 + seed)
+    groups = np.repeat(np.arange(25), rng.integers(1, 6, size=25))
+    n = len(groups)
+    a = rng.normal(size=25)[groups] + rng.normal(size=n)
+    b = rng.normal(size=n)
+    runs = as_runs(a, b)
+    clusters = {doc_id: int(g) for doc_id, g in zip(runs[0], groups, strict=True)}
+    result = compare(*runs, clusters=clusters)
+
+    fit = cluster_fit(a - b, groups)
+    low, high = fit.conf_int(alpha=0.05)[0]
+    assert result.diff == approx(fit.params[0])
+    assert result.se == approx(fit.bse[0])
+    assert result.p_value == approx(fit.pvalues[0])
+    assert (result.ci_low, result.ci_high) == (approx(low), approx(high))
+    assert (result.n_clusters, result.method) == (25, "paired-cluster-t")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_holm_matches_statsmodels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 30))
+    p = rng.random(m) ** 3  # many small p-values
+    p[rng.random(m) < 0.2] = 1.0
+    if m > 2:
+        p[1] = p[0]  # a tie
+    adjusted = holm(p.tolist())
+    expected = multipletests(p, method="holm")[1]
+    assert adjusted == [approx(x) for x in expected]
+    assert all(isinstance(x, float) for x in adjusted)
+
+
+# --------------------------------------------------------------------------------------
+# Coverage simulations (seeded, so deterministic)
+# --------------------------------------------------------------------------------------
+
+
+def test_coverage_independent_bernoulli() -> None:
+    rng = np.random.default_rng(2024)
+    data = (rng.random((1000, 200)) < 0.7).astype(float)
+    assert 0.93 <= covered([estimate(row) for row in data], 0.7) <= 0.97
+
+
+def test_coverage_clustered_and_naive_undercoverage() -> None:
+    # 60 clusters of 5 binary scores, intra-cluster correlation 1/3 (design effect ~2.3).
+    rng = np.random.default_rng(7)
+    clustered, naive = [], []
+    for _ in range(1000):
+        scores, groups = clustered_binary(rng, 60, 5, mean=0.7, concentration=2.0)
+        clustered.append(estimate(scores, clusters=groups))
+        naive.append(estimate(scores))
+    assert 0.93 <= covered(clustered, 0.7) <= 0.97
+    assert covered(naive, 0.7) < 0.93  # ignoring the clusters is overconfident
+
+
+def test_coverage_paired_comparison() -> None:
+    # Binary scores of two models on shared items of varying difficulty: a_i = 1[z_i + e > c].
+    rng = np.random.default_rng(11)
+    c_a, c_b = -0.6, -0.3
+    truth = scipy.stats.norm.cdf(c_b / math.sqrt(2)) - scipy.stats.norm.cdf(c_a / math.sqrt(2))
+    results = []
+    for _ in range(1000):
+        difficulty = rng.normal(size=200)
+        a = (difficulty + rng.normal(size=200) > c_a).astype(float)
+        b = (difficulty + rng.normal(size=200) > c_b).astype(float)
+        results.append(compare(*as_runs(a, b)))
+    assert 0.93 <= covered(results, truth) <= 0.97
+    # The p-value and the interval agree: p < 0.05 exactly when 0 is outside the interval.
+    assert all((r.p_value < 0.05) == (not r.ci_low <= 0 <= r.ci_high) for r in results)
+
+
+def test_coverage_clustered_paired_comparison() -> None:
+    # Each model has its own per-cluster effect, so the differences are correlated within
+    # a cluster: a_i = 1[u_g + v_g + z_i + e_i > c], every term N(0, 1).
+    rng = np.random.default_rng(13)
+    n_clusters, size = 60, 5
+    c_a, c_b = -0.4, 0.0
+    truth = scipy.stats.norm.cdf(c_b / 2) - scipy.stats.norm.cdf(c_a / 2)
+    groups = np.repeat(np.arange(n_clusters), size)
+    ids = [f"doc-{i}" for i in range(len(groups))]
+    clusters = dict(zip(ids, groups.tolist(), strict=True))
+    clustered, naive = [], []
+    for _ in range(1000):
+        shared = rng.normal(size=n_clusters)[groups] + rng.normal(size=len(groups))
+        a = (shared + rng.normal(size=n_clusters)[groups] + rng.normal(size=len(groups))) > c_a
+        b = (shared + rng.normal(size=n_clusters)[groups] + rng.normal(size=len(groups))) > c_b
+        runs = as_runs(a.astype(float), b.astype(float))
+        clustered.append(compare(*runs, clusters=clusters))
+        naive.append(compare(*runs))
+    assert 0.93 <= covered(clustered, truth) <= 0.97
+    assert covered(naive, truth) < 0.93
+
+
+def test_coverage_bootstrap_mean() -> None:
+    # The percentile interval is slightly too narrow in small samples (it ignores the t
+    # correction and the sqrt((n-1)/n) bias of the plug-in SD), and 300 replications have a
+    # Monte Carlo SD of ~1.3 points, so the band is 92-97.5% rather than 93-97%.
+    rng = np.random.default_rng(5)
+    data = (rng.random((300, 200)) < 0.7).astype(float)
+    results = [bootstrap(row, np.mean, n_resamples=500, seed=i) for i, row in enumerate(data)]
+    assert 0.92 <= covered(results, 0.7) <= 0.975
+
+
+def test_coverage_cluster_bootstrap_mean() -> None:
+    # Same caveats as above, with 60 clusters as the resampling unit.
+    rng = np.random.default_rng(17)
+    results = []
+    for i in range(200):
+        scores, groups = clustered_binary(rng, 60, 5, mean=0.7, concentration=2.0)
+        results.append(bootstrap(scores, np.mean, clusters=groups, n_resamples=400, seed=i))
+    assert 0.92 <= covered(results, 0.7) <= 0.975
+
+
+# --------------------------------------------------------------------------------------
+# estimate: edge cases
+# --------------------------------------------------------------------------------------
+
+
+def test_estimate_rejects_an_empty_sample() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        estimate([])
+
+
+def test_estimate_of_one_score_has_undefined_uncertainty() -> None:
+    result = estimate([0.25])
+    assert result.value == 0.25
+    assert math.isnan(result.se) and math.isnan(result.ci_low) and math.isnan(result.ci_high)
+    assert (result.n, result.method) == (1, "t")
+    assert result.to_json()["se"] is None
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_estimate_rejects_nonfinite_scores_naming_count_and_first_index(bad: float) -> None:
+    with pytest.raises(ValueError, match=r"2 of 6 scores .*first at index 3"):
+        estimate([1.0, 0.0, 1.0, bad, 0.0, bad])
+
+
+def test_estimate_rejects_cluster_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="3 cluster ids for 4 scores"):
+        estimate([1, 0, 1, 1], clusters=["a", "a", "b"])
+
+
+@pytest.mark.parametrize("missing", [None, math.nan, np.float64("nan")])
+def test_estimate_rejects_a_missing_cluster_id_naming_the_index(missing: Any) -> None:
+    with pytest.raises(ValueError, match="missing cluster id .* index 2"):
+        estimate([1, 0, 1, 1], clusters=["a", "a", missing, "b"])
+
+
+def test_estimate_with_a_single_cluster_has_undefined_uncertainty() -> None:
+    result = estimate([1, 0, 1, 1], clusters=["img"] * 4)
+    assert result.value == 0.75
+    assert math.isnan(result.se) and math.isnan(result.ci_low) and math.isnan(result.ci_high)
+    assert (result.method, result.n_clusters, result.n) == ("cluster-t", 1, 4)
+
+
+@pytest.mark.parametrize("clusters", [None, ["a", "a", "b", "c", "c"]])
+def test_estimate_of_equal_scores_has_zero_width_interval(clusters: list[str] | None) -> None:
+    # Correct, not a failure: with no observed variability there is nothing to propagate.
+    result = estimate([1.0] * 5, clusters=clusters)
+    assert (result.value, result.se, result.ci_low, result.ci_high) == (1.0, 0.0, 1.0, 1.0)
+
+
+def test_estimate_accepts_bool_and_int_scores() -> None:
+    assert estimate([True, False, True, True]).value == 0.75
+    assert estimate(np.array([1, 0, 0, 1])).value == 0.5
+
+
+def test_estimate_rejects_two_dimensional_scores() -> None:
+    with pytest.raises(ValueError, match="one-dimensional"):
+        estimate(np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0, 95.0, -0.5])
+def test_every_function_rejects_a_level_outside_zero_one(level: float) -> None:
+    with pytest.raises(ValueError, match="level"):
+        estimate([0.0, 1.0], level=level)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap([0.0, 1.0], np.mean, level=level)
+    with pytest.raises(ValueError, match="level"):
+        compare({"x": 1.0}, {"x": 0.0}, level=level)
+
+
+def test_level_changes_the_interval_width() -> None:
+    scores = np.random.default_rng(0).random(30)
+    widths = [
+        estimate(scores, level=lv).ci_high - estimate(scores, level=lv).ci_low for lv in LEVELS
+    ]
+    assert widths == sorted(widths)
+    assert estimate(scores, level=0.9).level == 0.9
+
+
+def test_importing_stats_does_not_import_scipy() -> None:
+    code = "import sys, pytest_lmms.stats; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------
+# compare: edge cases
+# --------------------------------------------------------------------------------------
+
+
+def test_compare_names_missing_and_extra_ids_with_counts() -> None:
+    a = {f"d{i}": 1.0 for i in range(10)}
+    b = {f"d{i}": 0.0 for i in range(3, 12)}
+    with pytest.raises(ValueError) as info:
+        compare(a, b)
+    message = str(info.value)
+    assert "3 ids only in a: 'd0', 'd1', 'd2'" in message
+    assert "2 ids only in b: 'd10', 'd11'" in message
+
+
+def test_compare_names_at_most_five_ids() -> None:
+    a = {f"d{i}": 1.0 for i in range(20)}
+    with pytest.raises(ValueError, match=r"20 ids only in a: 'd0', 'd1', 'd2', 'd3', 'd4', \.\.\."):
+        compare(a, {})
+
+
+def test_compare_rejects_empty_runs() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        compare({}, {})
+
+
+def test_compare_pairs_by_id_not_by_order() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    b = {"z": 1.0, "x": 0.0, "y": 0.0}  # same ids, another order
+    assert compare(a, b).diff == approx(1 / 3)
+
+
+def test_compare_rejects_nan_scores_naming_the_sample() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    b = {"x": 1.0, "y": math.nan, "z": math.nan}
+    with pytest.raises(ValueError, match=r"2 of 3 scores in b .* sample id 'y'"):
+        compare(a, b)
+
+
+def test_compare_of_one_sample_has_undefined_uncertainty() -> None:
+    result = compare({"x": 1.0}, {"x": 0.0})
+    assert result.diff == 1.0
+    assert all(math.isnan(v) for v in (result.se, result.ci_low, result.ci_high, result.p_value))
+    assert result.to_json()["p_value"] is None
+
+
+def test_compare_of_identical_runs_is_a_zero_difference_with_p_one() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    result = compare(a, dict(a))
+    assert (result.diff, result.se, result.ci_low, result.ci_high) == (0.0, 0.0, 0.0, 0.0)
+    assert result.p_value == 1.0
+
+
+def test_compare_of_a_constant_nonzero_difference_has_p_zero() -> None:
+    result = compare({"x": 1.0, "y": 1.0}, {"x": 0.0, "y": 0.0})
+    assert (result.diff, result.se, result.p_value) == (1.0, 0.0, 0.0)
+
+
+def test_compare_rejects_samples_without_a_cluster() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    with pytest.raises(ValueError, match=r"1 compared sample ids have no cluster id: 'z'"):
+        compare(a, a, clusters={"x": "g1", "y": "g2"})
+
+
+def test_compare_rejects_a_none_cluster_naming_the_sample() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    with pytest.raises(ValueError, match="missing cluster id .* sample id 'y'"):
+        compare(a, a, clusters={"x": "g1", "y": None, "z": "g2"})
+
+
+def test_compare_ignores_cluster_ids_of_samples_not_compared() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0, "w": 1.0}
+    b = {"x": 0.0, "y": 0.0, "z": 1.0, "w": 0.0}
+    clusters = {"x": 1, "y": 1, "z": 2, "w": 3, "unused": 4}
+    result = compare(a, b, clusters=clusters)
+    assert (result.n, result.n_clusters) == (4, 3)
+
+
+def test_compare_with_a_single_cluster_has_undefined_uncertainty() -> None:
+    a = {"x": 1.0, "y": 0.0, "z": 1.0}
+    b = {"x": 0.0, "y": 0.0, "z": 1.0}
+    result = compare(a, b, clusters={"x": 1, "y": 1, "z": 1})
+    assert math.isnan(result.se) and math.isnan(result.p_value)
+    assert (result.method, result.n_clusters) == ("paired-cluster-t", 1)
+
+
+def test_comparison_to_json_round_trips_plain_values() -> None:
+    result = compare(*as_runs(np.array([1.0, 0.0, 1.0, 1.0]), np.array([0.0, 0.0, 1.0, 0.0])))
+    data = result.to_json()
+    assert data == {
+        "diff": result.diff,
+        "se": result.se,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "n": 4,
+        "n_clusters": None,
+        "method": "paired-t",
+        "level": 0.95,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# holm: edge cases
+# --------------------------------------------------------------------------------------
+
+
+def test_holm_keeps_order_is_monotone_and_capped() -> None:
+    p = [0.04, 0.01, 0.5, 0.03]
+    adjusted = holm(p)
+    assert adjusted == [approx(0.09), approx(0.04), approx(0.5), approx(0.09)]
+    by_raw = [adjusted[i] for i in np.argsort(p)]
+    assert by_raw == sorted(by_raw)
+    assert holm([0.6, 0.7]) == [1.0, 1.0]
+
+
+def test_holm_of_nothing_is_nothing() -> None:
+    assert holm([]) == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, -0.1, 1.5])
+def test_holm_rejects_invalid_p_values(bad: float) -> None:
+    with pytest.raises(ValueError, match="index 1"):
+        holm([0.1, bad, 0.2])
+
+
+# --------------------------------------------------------------------------------------
+# bootstrap
+# --------------------------------------------------------------------------------------
+
+
+def test_bootstrap_is_reproducible_for_a_seed() -> None:
+    scores = np.random.default_rng(1).random(50)
+    assert bootstrap(scores, np.mean, seed=3) == bootstrap(scores, np.mean, seed=3)
+    assert bootstrap(scores, np.mean, seed=3) != bootstrap(scores, np.mean, seed=4)
+
+
+def test_bootstrap_reports_the_statistic_of_the_original_data() -> None:
+    scores = np.random.default_rng(2).random(50)
+    result = bootstrap(scores, np.median, n_resamples=200)
+    assert result.value == np.median(scores)
+    assert result.ci_low <= result.value <= result.ci_high
+    assert (result.n, result.n_clusters, result.method) == (50, None, "bootstrap")
+
+
+def test_bootstrap_of_a_list_matches_the_array() -> None:
+    scores = np.random.default_rng(4).random(30)
+    from_list = bootstrap(scores.tolist(), lambda v: float(np.mean(v)), n_resamples=100)
+    from_array = bootstrap(scores, np.mean, n_resamples=100)
+    assert from_list.ci_low == approx(from_array.ci_low)
+    assert from_list.ci_high == approx(from_array.ci_high)
+
+
+def test_bootstrap_is_on_the_statistic_scale() -> None:
+    # A sum (as in MME): the interval is around the sum, and its SE scales with sqrt(n) * SD.
+    scores = np.random.default_rng(6).random(400)
+    result = bootstrap(scores, np.sum, n_resamples=2000)
+    assert result.value == approx(np.sum(scores))
+    assert result.ci_low < result.value < result.ci_high
+    assert result.se == pytest.approx(math.sqrt(400) * np.std(scores), rel=0.1)
+
+
+def test_bootstrap_se_of_the_mean_is_close_to_the_analytic_se() -> None:
+    scores = (np.random.default_rng(8).random(300) < 0.6).astype(float)
+    result = bootstrap(scores, np.mean, n_resamples=2000)
+    assert result.se == pytest.approx(scipy.stats.sem(scores), rel=0.1)
+
+
+def test_cluster_bootstrap_resamples_whole_clusters_concatenated() -> None:
+    sizes = {"a": 1, "b": 3, "c": 2, "d": 4}
+    values = [(cluster, member) for cluster, size in sizes.items() for member in range(size)]
+    values = values[::2] + values[1::2]  # clusters need not be contiguous in the input
+    seen: list[Sequence[tuple[str, int]]] = []
+
+    def record(resample: Sequence[tuple[str, int]]) -> float:
+        seen.append(resample)
+        return float(len(resample))
+
+    result = bootstrap(values, record, clusters=[c for c, _ in values], n_resamples=50)
+    assert (result.method, result.n_clusters, result.n) == ("cluster-bootstrap", 4, 10)
+    members = {c: [v for v in values if v[0] == c] for c in sizes}  # in input order
+    for resample in seen[1:]:  # seen[0] is the original data
+        position, drawn = 0, 0
+        while position < len(resample):
+            cluster = resample[position][0]
+            block = list(resample[position : position + sizes[cluster]])
+            assert block == members[cluster]
+            position += sizes[cluster]
+            drawn += 1
+        assert drawn == 4  # G clusters drawn per resample
+    # Different resamples draw different clusters, so the resample size varies.
+    assert len(Counter(len(r) for r in seen)) > 1
+
+
+def test_cluster_bootstrap_is_wider_than_naive_on_clustered_data() -> None:
+    rng = np.random.default_rng(9)
+    scores, groups = clustered_binary(rng, 60, 5, mean=0.7, concentration=2.0)
+    naive = bootstrap(scores, np.mean, n_resamples=1000)
+    clustered = bootstrap(scores, np.mean, clusters=groups, n_resamples=1000)
+    assert clustered.se > 1.2 * naive.se
+
+
+def test_bootstrap_rejects_an_empty_sample_and_too_few_resamples() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        bootstrap([], np.mean)
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap([1.0, 2.0], np.mean, n_resamples=1)
+
+
+def test_bootstrap_of_one_value_or_one_cluster_has_undefined_uncertainty() -> None:
+    single = bootstrap([0.3], np.mean)
+    assert single.value == 0.3 and math.isnan(single.se) and math.isnan(single.ci_low)
+    one_cluster = bootstrap([0.0, 1.0, 1.0], np.mean, clusters=["g"] * 3)
+    assert math.isnan(one_cluster.se) and math.isnan(one_cluster.ci_high)
+    assert (one_cluster.method, one_cluster.n_clusters) == ("cluster-bootstrap", 1)
+
+
+def test_bootstrap_validates_clusters_like_estimate() -> None:
+    with pytest.raises(ValueError, match="2 cluster ids for 3 scores"):
+        bootstrap([0.0, 1.0, 1.0], np.mean, clusters=["a", "b"])
+    with pytest.raises(ValueError, match="missing cluster id .* index 0"):
+        bootstrap([0.0, 1.0, 1.0], np.mean, clusters=[None, "a", "b"])
+
+
+def test_bootstrap_rejects_a_statistic_undefined_on_some_resamples() -> None:
+    values = np.array([0.0] * 9 + [1.0])
+
+    def inverse_of_sum(v: Sequence[float]) -> float:
+        total = float(np.sum(v))
+        return 1 / total if total else math.inf
+
+    with pytest.raises(ValueError, match=r"on \d+ of 500 resamples"):
+        bootstrap(values, inverse_of_sum, n_resamples=500)
+    with pytest.raises(ValueError, match="original data"):
+        bootstrap(np.zeros(5), inverse_of_sum)
+
+
+def test_bootstrap_of_equal_values_has_zero_width_interval() -> None:
+    result = bootstrap([1.0] * 8, np.mean, n_resamples=100)
+    assert (result.value, result.se, result.ci_low, result.ci_high) == (1.0, 0.0, 1.0, 1.0)
