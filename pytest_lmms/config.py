@@ -34,10 +34,6 @@ _SETTINGS: dict[str, tuple[str, str]] = {
 }
 
 
-class ConfigError(pytest.UsageError):
-    """A bad option value; pytest prints it and exits with a usage error."""
-
-
 @dataclass(frozen=True)
 class RunConfig:
     model: str = DEFAULT_MODEL
@@ -109,7 +105,7 @@ def parse_kv(text: str | Mapping[str, Any] | None, what: str) -> dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{what}: expected k=v pairs separated by commas, got {item!r} in {text!r}")
+            raise pytest.UsageError(f"{what}: expected k=v pairs separated by commas, got {item!r} in {text!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -120,15 +116,15 @@ def _load_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise ConfigError(f"--lmms-config {path}: cannot read: {exc}") from None
+        raise pytest.UsageError(f"--lmms-config {path}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--lmms-config {path}: invalid YAML: {exc}") from None
+        raise pytest.UsageError(f"--lmms-config {path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"--lmms-config {path}: expected a mapping at top level")
+        raise pytest.UsageError(f"--lmms-config {path}: expected a mapping at top level")
     known = {key for key, _ in _SETTINGS.values()} | {"environment"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"--lmms-config {path}: unknown field(s) {unknown}; known: {sorted(known)}")
+        raise pytest.UsageError(f"--lmms-config {path}: unknown field(s) {unknown}; known: {sorted(known)}")
     return data
 
 
@@ -158,7 +154,7 @@ def build_run_config(config: pytest.Config) -> RunConfig:
     cache_dir = None if config.getoption("lmms_no_cache") else Path(cache_value or DEFAULT_CACHE)
     environment = from_file.get("environment") or {}
     if not isinstance(environment, dict):
-        raise ConfigError(f"--lmms-config {file_path}: 'environment' must be a mapping")
+        raise pytest.UsageError(f"--lmms-config {file_path}: 'environment' must be a mapping")
     return RunConfig(
         model=str(setting("lmms_model") or DEFAULT_MODEL),
         model_args=parse_kv(setting("lmms_model_args"), "--model-args"),
@@ -181,7 +177,7 @@ def _to_int(value: Any, option: str, minimum: int) -> int | None:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{option} expects an integer, got {value!r}") from None
+        raise pytest.UsageError(f"{option} expects an integer, got {value!r}") from None
     if number < minimum:
-        raise ConfigError(f"{option} must be >= {minimum}, got {number}")
+        raise pytest.UsageError(f"{option} must be >= {minimum}, got {number}")
     return number

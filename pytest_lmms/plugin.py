@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey[LmmsSession]()
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 RESULT_PROPERTY = "lmms_result"
+TASK_PROPERTY = "lmms_task"
 WRONG_PROPERTY = "lmms_wrong"
 
 
@@ -63,7 +64,7 @@ class TaskFile(pytest.File):
             specs = load_specs(self.path)
         except TaskConfigError as exc:
             # One broken file must not stop the others: it becomes one failing item.
-            yield TaskErrorItem.from_parent(self, name=self.path.stem, error=str(exc))
+            yield TaskErrorItem.from_parent(self, name=self.path.stem, error=str(exc), task_name=self.path.stem)
             return
         for spec in specs:
             if isinstance(spec, GroupSpec) or not state.selected(spec.name):
@@ -72,7 +73,7 @@ class TaskFile(pytest.File):
                 task = Task(spec)
                 doc_ids = task.doc_ids(limit=state.run.limit)
             except Exception as exc:  # noqa: BLE001 - reported on the task's own item
-                yield TaskErrorItem.from_parent(self, name=spec.name, error=str(exc))
+                yield TaskErrorItem.from_parent(self, name=spec.name, error=str(exc), task_name=spec.name)
                 continue
             state.tasks[task.name] = task
             for doc_id in doc_ids:
@@ -92,9 +93,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class TaskErrorItem(pytest.Item):
     """Stands for a task that could not be loaded, so the error shows once, by name."""
 
-    def __init__(self, *, error: str, **kwargs: Any) -> None:
+    def __init__(self, *, error: str, task_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.error = error
+        self.user_properties.append((TASK_PROPERTY, task_name))
 
     def runtest(self) -> None:
         raise SampleFailure(self.error)
@@ -114,6 +116,7 @@ class SampleItem(pytest.Item):
         self.task = task
         self.doc_id = doc_id
         self.repeat = repeat
+        self.user_properties.append((TASK_PROPERTY, task.name))
         self.planned: tuple[str, Any, dict[str, Any]] | None = None
         self.plan_error: BaseException | None = None
 
@@ -197,12 +200,11 @@ class ResultCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
-        if report.failed:
-            task = report.nodeid.rpartition("::")[2].partition("[")[0]
-            self.state.failed[task] = self.state.failed.get(task, 0) + 1
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY:
                 self.state.record(value)
+            elif name == TASK_PROPERTY and report.failed:
+                self.state.failed[value] = self.state.failed.get(value, 0) + 1
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state

@@ -6,7 +6,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy  # noqa: F401 - imported once here: in-process pytester runs cannot re-import it
 import pytest
+import scipy.special  # noqa: F401
+import scipy.stats  # noqa: F401
 
 from tests.helpers import SCRIPTED_BACKEND
 

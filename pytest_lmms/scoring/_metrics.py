@@ -129,8 +129,8 @@ def extract_choice(
 
     Valid letters run from ``A`` to the ``n_choices``-th letter (``len(choices)`` when only
     ``choices`` is given, all 26 when neither is); letters outside that range are ignored.
-    Markdown emphasis and code marks (``*``, `````) are removed first, so ``**B**`` reads as
-    ``B``. Letters are case-insensitive and returned uppercase. Rules, in order:
+    Markdown marks (asterisks and backticks) are removed first, so ``**B**`` reads as ``B``.
+    Letters are case-insensitive and returned uppercase. Rules, in order:
 
     1. Explicit answer: a letter introduced by ``answer is`` / ``Answer:`` (optionally
        ``option``/``choice``, optionally bracketed) wins; if there are several, the last one
@@ -292,9 +292,7 @@ def _target_letter(target: Any) -> str:
 
 
 @metric("number_match")
-def number_match(
-    prediction: str, target: Any, *, tolerance: float = 1e-6, **kwargs: Any
-) -> float:
+def number_match(prediction: str, target: Any, *, tolerance: float = 1e-6, **kwargs: Any) -> float:
     """1.0 when the first number in the prediction equals the target within ``tolerance``.
 
     ``tolerance`` is relative (``math.isclose``'s ``rel_tol``). A target list matches any of

@@ -120,7 +120,7 @@ def _compile(tags: tuple[tuple[str, str], ...]) -> tuple[_TagRule, ...]:
 
 def _rules_for(tags: Sequence[tuple[str, str]]) -> tuple[_TagRule, ...]:
     try:
-        return _compile(tags)  # type: ignore[arg-type]
+        return _compile(tags)  # a tuple of tuples hits the cache directly
     except TypeError:  # unhashable: a list, or pairs given as lists
         return _compile(tuple((str(o), str(c)) for o, c in tags))
 

@@ -202,10 +202,19 @@ def test_identity_is_stable_and_excludes_transport(tiny_dir: Path, backend: HFBa
     assert identity["backend"] == "hf"
     assert identity["model"] == TINY_MODEL_NAME
     assert identity["dtype"] == "float32"
-    other = HFBackend(str(tiny_dir), device="cpu", batch_size="1", max_batch_tokens="64")
-    assert dict(other.identity()) == identity
     assert json.dumps(identity, sort_keys=True) == json.dumps(backend.identity(), sort_keys=True)
     assert HFBackend("tiny-qwen2-vl", dtype="bfloat16").identity()["dtype"] == "bfloat16"
+    local = HFBackend(str(tiny_dir), device="cpu", batch_size="1", max_batch_tokens="64")
+    assert dict(local.identity()) == dict(HFBackend(str(tiny_dir), batch_size="8").identity())
+    assert local.identity()["model"] == tiny_dir.name
+
+
+def test_tiny_alias_identity_needs_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fully cached run must not build (or import torch for) the embedded model.
+    monkeypatch.setenv("PYTEST_LMMS_HOME", str(tmp_path / "empty-home"))
+    identity = HFBackend("tiny-qwen2-vl").identity()
+    assert identity["model"] == TINY_MODEL_NAME and "torch-" in identity["revision"]
+    assert not (tmp_path / "empty-home").exists()
 
 
 def test_arguments_are_converted_and_checked(tiny_dir: Path) -> None:

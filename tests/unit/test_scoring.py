@@ -11,6 +11,7 @@ import pytest
 import pytest_lmms.scoring as scoring
 from pytest_lmms.scoring import (
     DEFAULT_REASONING_TAGS,
+    _metrics,
     available_metrics,
     extract_choice,
     extract_number,
@@ -20,7 +21,6 @@ from pytest_lmms.scoring import (
     parse_reasoning_tags,
     strip_reasoning,
 )
-from pytest_lmms.scoring import _metrics
 
 
 @pytest.fixture
@@ -131,7 +131,9 @@ def test_strip_reasoning_with_parsed_tags() -> None:
         ),
         pytest.param([["<think>", "</think>"]], (("<think>", "</think>"),), id="yaml-pairs"),
         pytest.param((("<a>", "</a>"),), (("<a>", "</a>"),), id="tuple-pairs"),
-        pytest.param(["think", "<x>:</y>"], (("<think>", "</think>"), ("<x>", "</y>")), id="yaml-strs"),
+        pytest.param(
+            ["think", "<x>:</y>"], (("<think>", "</think>"), ("<x>", "</y>")), id="yaml-strs"
+        ),
         pytest.param("think,think", (("<think>", "</think>"),), id="deduplicated"),
     ],
 )
@@ -478,7 +480,9 @@ def test_choice_accuracy_bad_target(target: Any) -> None:
         ("1/0", 0, {}, 0.0),
     ],
 )
-def test_number_match(prediction: str, target: Any, kwargs: dict[str, Any], expected: float) -> None:
+def test_number_match(
+    prediction: str, target: Any, kwargs: dict[str, Any], expected: float
+) -> None:
     assert get_metric("number_match")(prediction, target, **kwargs) == expected
 
 

@@ -1,0 +1,214 @@
+"""Dataset sources: local jsonl / parquet / save_to_disk folders / folders of files, or the hub.
+
+Collection calls ``ids()``, which reads only the id column; ``rows()`` loads full rows
+once, when the first sample of the task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pytest_lmms.tasks._spec import DatasetError, TaskSpec, _where
+
+ROW_INDEX = "__row_index__"
+
+
+class Source:
+    """A task's documents, addressed by id."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.id_column = spec.doc_id_column
+        self._rows: list[dict[str, Any]] | None = None
+        self._by_id: dict[str, dict[str, Any]] | None = None
+
+    def describe(self) -> str:
+        return f"dataset_path {self.spec.dataset_path!r}"
+
+    def _error(self, exc: BaseException) -> DatasetError:
+        return DatasetError(
+            f"{_where(self.spec.source_path)}: task '{self.spec.name}': {self.describe()} "
+            f"cannot be loaded: {type(exc).__name__}: {exc}"
+        )
+
+    def ids(self, limit: int | None = None) -> list[str]:
+        try:
+            return self._read_ids(limit)
+        except DatasetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every loader error is named the same way
+            raise self._error(exc) from exc
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            try:
+                self._rows = self._read_rows()
+            except DatasetError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise self._error(exc) from exc
+        return self._rows
+
+    def doc(self, doc_id: str) -> dict[str, Any]:
+        if self._by_id is None:
+            self._by_id = {self._id_of(row, i): row for i, row in enumerate(self.rows())}
+        try:
+            return self._by_id[doc_id]
+        except KeyError:
+            raise DatasetError(
+                f"{_where(self.spec.source_path)}: task '{self.spec.name}': no document with id {doc_id!r}"
+            ) from None
+
+    def _id_of(self, row: Mapping[str, Any], index: int) -> str:
+        value = row.get(self.id_column)
+        return str(index) if value is None else str(value)
+
+    def _read_ids(self, limit: int | None) -> list[str]:
+        rows = self.rows()
+        return [self._id_of(row, i) for i, row in enumerate(rows[:limit] if limit else rows)]
+
+    def _read_rows(self) -> list[dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class JsonlSource(Source):
+    def __init__(self, spec: TaskSpec, path: Path) -> None:
+        super().__init__(spec)
+        self.path = path
+
+    def _read_ids(self, limit: int | None) -> list[str]:
+        ids: list[str] = []
+        column = self.id_column
+        with open(self.path, "rb") as handle:
+            for index, line in enumerate(handle):
+                if limit is not None and len(ids) >= limit:
+                    break
+                if not line.strip():
+                    continue
+                value = self._parse(line, index).get(column)
+                ids.append(str(len(ids)) if value is None else str(value))
+        return ids
+
+    def _parse(self, line: bytes, index: int) -> dict[str, Any]:
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise DatasetError(f"{self.path}:{index + 1}: not valid JSON: {exc}") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{self.path}:{index + 1}: expected a JSON object per line")
+        return row
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        with open(self.path, "rb") as handle:
+            return [self._parse(line, i) for i, line in enumerate(handle) if line.strip()]
+
+
+class ParquetSource(Source):
+    def __init__(self, spec: TaskSpec, path: Path) -> None:
+        super().__init__(spec)
+        self.path = path
+
+    def _read_ids(self, limit: int | None) -> list[str]:
+        import pyarrow.parquet as pq
+
+        file = pq.ParquetFile(self.path)
+        if self.id_column not in file.schema_arrow.names:
+            count = file.metadata.num_rows
+            return [str(i) for i in range(min(count, limit) if limit else count)]
+        table = file.read(columns=[self.id_column])
+        values = table.column(0).to_pylist()
+        return [str(v) for v in (values[:limit] if limit else values)]
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.path).to_pylist()
+
+
+class HFSource(Source):
+    """A ``datasets`` dataset: a folder written by ``save_to_disk`` or a hub id."""
+
+    def __init__(self, spec: TaskSpec, folder: Path | None) -> None:
+        super().__init__(spec)
+        self.folder = folder
+        self._dataset: Any = None
+
+    def describe(self) -> str:
+        split = self.spec.test_split
+        return f"dataset_path {self.spec.dataset_path!r} (split {split!r})"
+
+    def dataset(self) -> Any:
+        if self._dataset is None:
+            import datasets
+
+            if self.folder is not None:
+                loaded = datasets.load_from_disk(str(self.folder))
+            else:
+                loaded = datasets.load_dataset(
+                    self.spec.dataset_path, self.spec.dataset_name, split=self.spec.test_split,
+                    **dict(self.spec.dataset_kwargs),
+                )
+            if isinstance(loaded, datasets.DatasetDict):
+                if self.spec.test_split not in loaded:
+                    raise DatasetError(
+                        f"{_where(self.spec.source_path)}: task '{self.spec.name}': split "
+                        f"{self.spec.test_split!r} not in {sorted(loaded)}"
+                    )
+                loaded = loaded[self.spec.test_split]
+            self._dataset = loaded
+        return self._dataset
+
+    def _read_ids(self, limit: int | None) -> list[str]:
+        dataset = self.dataset()
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        if self.id_column not in dataset.column_names:
+            return [str(i) for i in range(count)]
+        return [str(v) for v in dataset.select_columns([self.id_column]).select(range(count))[self.id_column]]
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.dataset()]
+
+
+class FolderSource(Source):
+    """A folder of files: one document per file, ``{"id": relative path, "path": ...}``."""
+
+    def __init__(self, spec: TaskSpec, folder: Path) -> None:
+        super().__init__(spec)
+        self.folder = folder
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        files = sorted(p for p in self.folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return [
+            {"id": str(p.relative_to(self.folder).with_suffix("")), "path": str(p), "name": p.name}
+            for p in files
+        ]
+
+
+def open_source(spec: TaskSpec) -> Source:
+    raw = spec.dataset_path or ""
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = spec.folder / path
+    if raw.endswith(".jsonl") or raw.endswith(".json"):
+        if not path.is_file():
+            raise DatasetError(
+                f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: no such file {path}"
+            )
+        return JsonlSource(spec, path)
+    if raw.endswith(".parquet"):
+        if not path.is_file():
+            raise DatasetError(
+                f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: no such file {path}"
+            )
+        return ParquetSource(spec, path)
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return HFSource(spec, path)
+        return FolderSource(spec, path)
+    if raw.startswith((".", "/", "~")):
+        raise DatasetError(f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: no such path {path}")
+    return HFSource(spec, None)

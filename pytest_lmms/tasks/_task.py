@@ -1,0 +1,323 @@
+"""Task: a validated spec with its functions resolved and its dataset source."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pytest_lmms.tasks._sources import Source, open_source
+from pytest_lmms.tasks._spec import OUTPUT_TYPES, FunctionRef, MetricSpec, TaskConfigError, TaskSpec, _where
+from pytest_lmms.types import ContentPart, Estimate, GenParams, MediaPart, MediaRef, Message, Request, SampleResult, TextPart
+
+_MODULES: dict[Path, ModuleType] = {}
+_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
+
+
+def _module_from(folder: Path, module: str) -> ModuleType:
+    file = (folder / Path(*module.split("."))).with_suffix(".py").resolve()
+    cached = _MODULES.get(file)
+    if cached is not None:
+        return cached
+    if not file.is_file():
+        raise FileNotFoundError(f"no module file {file}")
+    # A unique name per file: two benchmark folders may each have a utils.py.
+    name = f"pytest_lmms_tasks_{hashlib.sha1(str(file).encode()).hexdigest()[:12]}_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    _MODULES[file] = loaded
+    return loaded
+
+
+def resolve_function(ref: FunctionRef, where: str, field: str) -> Callable[..., Any]:
+    try:
+        module = _module_from(ref.folder, ref.module)
+    except Exception as exc:  # noqa: BLE001 - named with file and field
+        raise TaskConfigError(f"{where}: field '{field}': cannot import {ref.module} from {ref.folder}: {exc}") from None
+    function = getattr(module, ref.attr, None)
+    if not callable(function):
+        raise TaskConfigError(
+            f"{where}: field '{field}': function {ref} not found in {module.__file__}"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def render_template(template: str, doc: Mapping[str, Any]) -> str:
+    def value(match: re.Match[str]) -> str:
+        current: Any = doc
+        for part in match.group(1).split("."):
+            if not isinstance(current, Mapping) or part not in current:
+                raise KeyError(f"template field {match.group(1)!r} is not in the document")
+            current = current[part]
+        return str(current)
+
+    return _TEMPLATE.sub(value, template)
+
+
+def _png_loader(image: Any) -> Callable[[], bytes]:
+    def encode() -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return encode
+
+
+def to_media(value: Any, kind: str, folder: Path) -> MediaRef:
+    """A MediaRef from what datasets and task functions hand out."""
+    if isinstance(value, MediaRef):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return MediaRef(kind, bytes(value))  # type: ignore[arg-type]
+    if isinstance(value, Mapping):  # HF Image/Audio columns: {"bytes": ..., "path": ...}
+        if value.get("bytes"):
+            return MediaRef(kind, bytes(value["bytes"]))  # type: ignore[arg-type]
+        if value.get("path"):
+            return to_media(value["path"], kind, folder)
+    if isinstance(value, (str, Path)):
+        path = Path(value).expanduser()
+        return MediaRef(kind, path if path.is_absolute() else folder / path)  # type: ignore[arg-type]
+    if hasattr(value, "save") and hasattr(value, "mode"):  # a PIL image
+        return MediaRef(kind, _png_loader(value), mime="image/png")  # type: ignore[arg-type]
+    raise TypeError(f"cannot use a {type(value).__name__} as {kind} media")
+
+
+class Task:
+    """One benchmark task: documents, prompts, targets, scoring and aggregation."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.path = spec.source_path
+        where = f"{_where(spec.source_path)}: task '{spec.name}'"
+        self._where = where
+        self._functions: dict[str, Callable[..., Any]] = {}
+        for field in ("doc_to_messages", "doc_to_text", "doc_to_visual", "doc_to_target", "doc_to_choice",
+                      "process_results"):
+            value = getattr(spec, field)
+            if isinstance(value, FunctionRef):
+                self._functions[field] = resolve_function(value, where, field)
+        self._metric_functions: dict[str, Callable[..., float]] = {}
+        if spec.process_results is None:
+            from pytest_lmms.scoring import get_metric
+
+            for index, metric in enumerate(spec.metrics):
+                try:
+                    self._metric_functions[metric.name] = get_metric(metric.name)
+                except (KeyError, ValueError) as exc:
+                    raise TaskConfigError(f"{where}: field 'metric_list[{index}].metric': {exc}") from None
+        self._aggregations: dict[str, Callable[..., Any]] = {}
+        for index, metric in enumerate(spec.metrics):
+            if isinstance(metric.aggregation, FunctionRef):
+                self._aggregations[metric.name] = resolve_function(
+                    metric.aggregation, where, f"metric_list[{index}].aggregation"
+                )
+            elif metric.aggregation != "mean":
+                raise TaskConfigError(
+                    f"{where}: field 'metric_list[{index}].aggregation': 'mean' or a !function, "
+                    f"got {metric.aggregation!r}"
+                )
+        from pytest_lmms.scoring import DEFAULT_REASONING_TAGS, parse_reasoning_tags
+
+        try:
+            self.reasoning_tags: tuple[tuple[str, str], ...] = (
+                DEFAULT_REASONING_TAGS if spec.reasoning_tags is None else parse_reasoning_tags(spec.reasoning_tags)
+            )
+        except ValueError as exc:
+            raise TaskConfigError(f"{where}: field 'reasoning_tags': {exc}") from None
+        self._source: Source | None = None
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, {_where(self.path)})"
+
+    # ---- documents ---------------------------------------------------------------------
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            self._source = open_source(self.spec)
+        return self._source
+
+    def doc_ids(self, limit: int | None = None) -> list[str]:
+        return self.source.ids(limit)
+
+    def docs(self) -> Iterator[dict[str, Any]]:
+        yield from self.source.rows()
+
+    def doc(self, doc_id: str) -> dict[str, Any]:
+        return self.source.doc(str(doc_id))
+
+    def doc_id_of(self, doc: Mapping[str, Any]) -> str:
+        value = doc.get(self.spec.doc_id_column)
+        if value is None:
+            rows = self.source.rows()
+            for index, row in enumerate(rows):
+                if row is doc:
+                    return str(index)
+            return "?"
+        return str(value)
+
+    # ---- prompt ------------------------------------------------------------------------
+    @property
+    def generation(self) -> GenParams:
+        return self.spec.generation
+
+    def _field(self, name: str, doc: Mapping[str, Any]) -> Any:
+        function = self._functions.get(name)
+        if function is not None:
+            return function(doc)
+        value = getattr(self.spec, name)
+        if isinstance(value, str):
+            return doc[value] if value in doc else render_template(value, doc)
+        return value
+
+    def target(self, doc: Mapping[str, Any]) -> Any:
+        return self._field("doc_to_target", doc)
+
+    def choices(self, doc: Mapping[str, Any]) -> list[str] | None:
+        if self.spec.doc_to_choice is None:
+            return None
+        value = self._field("doc_to_choice", doc)
+        if isinstance(value, str):
+            raise TypeError(f"doc_to_choice gave a string {value!r:.60}, expected a list")
+        return [str(c) for c in value]
+
+    def cluster_id(self, doc: Mapping[str, Any]) -> str | None:
+        key = self.spec.cluster_key
+        if key is None:
+            return None
+        if key not in doc:
+            raise KeyError(f"cluster_key {key!r} is not a field of document {self.doc_id_of(doc)!r}")
+        return str(doc[key])
+
+    def messages(self, doc: Mapping[str, Any]) -> tuple[Message, ...]:
+        function = self._functions.get("doc_to_messages")
+        if function is not None:
+            return tuple(self._message(m) for m in function(doc))
+        parts: list[ContentPart] = []
+        if self.spec.doc_to_visual is not None:
+            visuals = self._field("doc_to_visual", doc)
+            if visuals is None:
+                visuals = []
+            elif not isinstance(visuals, (list, tuple)):
+                visuals = [visuals]
+            parts += [MediaPart(to_media(v, "image", self.spec.folder), "image") for v in visuals]
+        parts.append(TextPart(str(self._field("doc_to_text", doc))))
+        return (Message("user", tuple(parts)),)
+
+    def _message(self, message: Any) -> Message:
+        if isinstance(message, Message):
+            return message
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise TypeError(f"doc_to_messages returned {type(message).__name__}, expected {{'role', 'content'}}")
+        content = message.get("content", "")
+        if isinstance(content, str):
+            return Message(message["role"], (TextPart(content),))
+        parts: list[ContentPart] = []
+        for part in content:
+            kind = part.get("type")
+            if kind == "text":
+                parts.append(TextPart(str(part["text"])))
+            elif kind in ("image", "video", "audio"):
+                value = part.get(kind, part.get("media", part.get("url")))
+                parts.append(MediaPart(to_media(value, kind, self.spec.folder), kind))
+            else:
+                raise TypeError(f"unknown content part type {kind!r}")
+        return Message(message["role"], tuple(parts))
+
+    def request(self, doc: Mapping[str, Any], repeat: int = 0, gen: GenParams | None = None) -> Request:
+        choices = self.choices(doc)
+        return Request(
+            task=self.name,
+            doc_id=self.doc_id_of(doc),
+            messages=self.messages(doc),
+            gen=gen or self.generation,
+            kind=OUTPUT_TYPES[self.spec.output_type],  # type: ignore[arg-type]
+            choices=tuple(choices or ()),
+            repeat=repeat,
+        )
+
+    # ---- scoring -----------------------------------------------------------------------
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.name for m in self.spec.metrics]
+
+    @property
+    def primary_metric(self) -> str | None:
+        return self.spec.metrics[0].name if self.spec.metrics else None
+
+    def _metric_spec(self, name: str) -> MetricSpec | None:
+        return next((m for m in self.spec.metrics if m.name == name), None)
+
+    def higher_is_better(self, metric: str) -> bool:
+        spec = self._metric_spec(metric)
+        return True if spec is None else spec.higher_is_better
+
+    def score(self, doc: Mapping[str, Any], response_text: str) -> dict[str, float]:
+        process = self._functions.get("process_results")
+        if process is not None:
+            scores = process(doc, response_text)
+            if not isinstance(scores, Mapping):
+                raise TypeError(f"process_results returned {type(scores).__name__}, expected a dict of floats")
+            return {str(k): _as_float(v, str(k)) for k, v in scores.items()}
+        target = self.target(doc)
+        choices = self.choices(doc)
+        out: dict[str, float] = {}
+        for metric in self.spec.metrics:
+            kwargs = dict(metric.kwargs)
+            if choices is not None:
+                kwargs.setdefault("choices", choices)
+            out[metric.name] = _as_float(self._metric_functions[metric.name](response_text, target, **kwargs), metric.name)
+        return out
+
+    def aggregate(self, results: Sequence[SampleResult]) -> dict[str, Estimate]:
+        from pytest_lmms import stats
+
+        out: dict[str, Estimate] = {}
+        names = self.metric_names or sorted({k for r in results for k in r.scores})
+        for name in names:
+            scored = [r for r in results if name in r.scores]
+            if not scored:
+                continue
+            clusters = [r.cluster_id for r in scored] if self.spec.cluster_key else None
+            aggregation = self._aggregations.get(name)
+            if aggregation is None:
+                out[name] = stats.estimate([r.scores[name] for r in scored], clusters=clusters)
+            else:
+                out[name] = stats.bootstrap(scored, aggregation, clusters=clusters)
+        return out
+
+    # ---- identity ----------------------------------------------------------------------
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the resolved YAML and the source of the modules its functions live in."""
+        import orjson
+
+        digest = hashlib.sha256(orjson.dumps(self.spec.raw, default=str, option=orjson.OPT_SORT_KEYS))
+        for module in sorted({f.__module__ for f in self._functions.values()} | {
+            f.__module__ for f in self._aggregations.values()
+        }):
+            file = getattr(sys.modules.get(module), "__file__", None)
+            if file:
+                digest.update(Path(file).read_bytes())
+        return digest.hexdigest()
+
+
+def _as_float(value: Any, metric: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"metric {metric!r} gave {value!r:.60}, not a number") from None
