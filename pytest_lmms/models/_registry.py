@@ -80,4 +80,9 @@ def resolve_backend(spec: str) -> tuple[BackendFactory, str]:
 
 def create_backend(spec: str, args: Mapping[str, Any] | None = None) -> Backend:
     factory, model_id = resolve_backend(spec)
-    return factory(model_id, **dict(args or {}))
+    try:
+        return factory(model_id, **dict(args or {}))
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        raise ValueError(f"--model={spec} --model-args {dict(args or {})}: {exc}") from None

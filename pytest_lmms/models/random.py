@@ -3,8 +3,8 @@
 ``--model=random:SEED`` (the model id is the seed; empty means 0). For a request with
 choices the answer is one option's letter (``A``, ``B``, ...) or, with ``answer=text``,
 the option's text; without choices it answers ``fallback`` (default ``"0"``). The pick
-depends only on the seed and the request's content, so it is the same in every run,
-process and xdist worker, whatever the order of requests.
+depends only on the seed, the task, the document id and the repeat index, so it is the
+same in every run, process and xdist worker, whatever the order of requests.
 """
 
 from __future__ import annotations
