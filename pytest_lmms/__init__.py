@@ -28,7 +28,23 @@ _EXPORTS: dict[str, str] = {
     "GenParams": "pytest_lmms.types",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "Estimate",
+    "GenParams",
+    "MediaRef",
+    "Message",
+    "Request",
+    "Response",
+    "SampleResult",
+    "Task",
+    "__version__",
+    "evaluate",
+    "load_task",
+    "metric",
+    "register_model",
+]
 
 if TYPE_CHECKING:
     from pytest_lmms._evaluate import evaluate

@@ -64,7 +64,6 @@ class LmmsSession:
         self._backend_probe: Backend | None = None
         self._gen_by_task: dict[str, GenParams] = {}
         self._reasoning_override: tuple[tuple[str, str], ...] | None = None
-        self.planned = False
         self.results: list[SampleResult] = []
         self.failed: dict[str, int] = {}
         self.tasks: dict[str, Task] = {}
@@ -160,9 +159,11 @@ class LmmsSession:
 
     def plan(self, items: Sequence[Any]) -> None:
         """Render every sample of this process up front and hand them to the engine."""
-        self.planned = True
         entries = []
         for item in items:
+            if item.plan_tried:
+                continue
+            item.plan_tried = True
             try:
                 key, request, doc = self.render(item.task, item.doc_id, item.repeat)
             except Exception as exc:  # noqa: BLE001 - the item reports it when it runs

@@ -66,27 +66,39 @@ def _safe_identity(state: LmmsSession) -> dict[str, Any] | None:
         return None
 
 
-
 def summary_lines(results: dict[str, Any]) -> list[str]:
     from pytest_lmms.report import format_table
 
     rows = []
     for task, info in results["tasks"].items():
         if not info["metrics"]:
-            rows.append({"task": task, "metric": "-", "value": None, "ci_low": None, "ci_high": None,
-                         "n": info["n"], "n_clusters": None, "method": "-", "failed": info["failed"]})
+            rows.append(
+                {
+                    "task": task,
+                    "metric": "-",
+                    "value": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                    "n": info["n"],
+                    "n_clusters": None,
+                    "method": "-",
+                    "failed": info["failed"],
+                }
+            )
         for metric, est in info["metrics"].items():
-            rows.append({
-                "task": task,
-                "metric": metric,
-                "value": est["value"],
-                "ci_low": est["ci_low"] if est["ci_low"] is not None else math.nan,
-                "ci_high": est["ci_high"] if est["ci_high"] is not None else math.nan,
-                "n": est["n"],
-                "n_clusters": est["n_clusters"],
-                "method": est["method"],
-                "failed": info["failed"],
-            })
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "value": est["value"],
+                    "ci_low": est["ci_low"] if est["ci_low"] is not None else math.nan,
+                    "ci_high": est["ci_high"] if est["ci_high"] is not None else math.nan,
+                    "n": est["n"],
+                    "n_clusters": est["n_clusters"],
+                    "method": est["method"],
+                    "failed": info["failed"],
+                }
+            )
     lines = format_table(rows)
     total = results["throughput"]
     lines.append("")

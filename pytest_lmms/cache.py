@@ -115,9 +115,7 @@ BUSY_TIMEOUT_S = 30.0
 LOCKED_ATTEMPTS = 5
 LOCKED_BACKOFF_S = 0.05
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
-)
+_SCHEMA = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)"
 _UPSERT = "INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)"
 # A replayed entry never replaces a row: the row is either the same entry or a newer answer
 # to the same deterministic request.
@@ -176,9 +174,7 @@ def _encode_value(request: Request, response: Response, created: float) -> bytes
     try:
         return orjson.dumps(record, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:
-        raise CacheError(
-            f"response to {request.task}/{request.doc_id} cannot be cached: {exc}"
-        ) from exc
+        raise CacheError(f"response to {request.task}/{request.doc_id} cannot be cached: {exc}") from exc
 
 
 def _log_line(key: str, value: bytes) -> bytes:

@@ -45,7 +45,9 @@ def _table(rows: list[list[str]]) -> str:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from pytest_lmms.tasks import discover
 
-    paths = [Path(p) for p in args.paths] or [Path("benchmarks") if Path("benchmarks").is_dir() else Path(".")]
+    paths = [Path(p) for p in args.paths] or [
+        Path("benchmarks") if Path("benchmarks").is_dir() else Path(".")
+    ]
     index = discover(paths)
     groups_of: dict[str, list[str]] = {}
     for group, members in index.groups.items():
@@ -53,7 +55,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             groups_of.setdefault(member, []).append(group)
     rows = [["task", "groups", "docs", "yaml"]]
     for name, path in sorted(index.tasks.items()):
-        rows.append([name, ",".join(sorted(groups_of.get(name, []))) or "-", _dataset_size(path, name), str(path)])
+        rows.append(
+            [name, ",".join(sorted(groups_of.get(name, []))) or "-", _dataset_size(path, name), str(path)]
+        )
     print(_table(rows) if len(rows) > 1 else "no tasks found under " + ", ".join(map(str, paths)))
     for path, error in sorted(index.errors.items()):
         print(f"error: {path}: {error}", file=sys.stderr)
@@ -66,7 +70,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [["backend", "source"]]
     rows += [[name, source] for name, source in available_backends().items()]
     print(_table(rows))
-    print("\naliases:\n  hf:tiny-qwen2-vl  the embedded tiny Qwen2-VL (random weights), built locally on first use")
+    print(
+        "\naliases:\n  hf:tiny-qwen2-vl  the embedded tiny Qwen2-VL (random weights), built locally on first use"
+    )
     return 0
 
 

@@ -29,8 +29,14 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "lmms_output": ("output", f"directory for results.json and samples files (default: {DEFAULT_OUTPUT})"),
     "lmms_run_name": ("run_name", "name of this run's results folder (default: time and model)"),
     "lmms_seed": ("seed", f"seed for Python, NumPy and torch (default: {DEFAULT_SEED})"),
-    "lmms_reasoning_tags": ("reasoning_tags", "reasoning tags to strip: names (think,reasoning), <open>:<close> pairs, or none"),
-    "lmms_gen_kwargs": ("gen_kwargs", "generation overrides for every task as k=v,... (max_new_tokens, temperature, top_p, seed)"),
+    "lmms_reasoning_tags": (
+        "reasoning_tags",
+        "reasoning tags to strip: names (think,reasoning), <open>:<close> pairs, or none",
+    ),
+    "lmms_gen_kwargs": (
+        "gen_kwargs",
+        "generation overrides for every task as k=v,... (max_new_tokens, temperature, top_p, seed)",
+    ),
 }
 
 
@@ -75,21 +81,43 @@ def _redact(args: Mapping[str, str]) -> dict[str, str]:
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("lmms", "pytest-lmms: multimodal model evaluation")
     group.addoption("--model", dest="lmms_model", default=None, help=_SETTINGS["lmms_model"][1])
-    group.addoption("--model-args", dest="lmms_model_args", default=None, help=_SETTINGS["lmms_model_args"][1])
+    group.addoption(
+        "--model-args", dest="lmms_model_args", default=None, help=_SETTINGS["lmms_model_args"][1]
+    )
     group.addoption("--tasks", dest="lmms_tasks", default=None, help=_SETTINGS["lmms_tasks"][1])
     group.addoption("--limit", dest="lmms_limit", default=None, help=_SETTINGS["lmms_limit"][1])
-    group.addoption("--lmms-cache", dest="lmms_cache", default=None, metavar="DIR", help=_SETTINGS["lmms_cache"][1])
-    group.addoption("--no-lmms-cache", dest="lmms_no_cache", action="store_true", default=False,
-                    help="do not read or write the response cache")
-    group.addoption("--lmms-output", dest="lmms_output", default=None, metavar="DIR", help=_SETTINGS["lmms_output"][1])
+    group.addoption(
+        "--lmms-cache", dest="lmms_cache", default=None, metavar="DIR", help=_SETTINGS["lmms_cache"][1]
+    )
+    group.addoption(
+        "--no-lmms-cache",
+        dest="lmms_no_cache",
+        action="store_true",
+        default=False,
+        help="do not read or write the response cache",
+    )
+    group.addoption(
+        "--lmms-output", dest="lmms_output", default=None, metavar="DIR", help=_SETTINGS["lmms_output"][1]
+    )
     group.addoption("--lmms-run-name", dest="lmms_run_name", default=None, help=_SETTINGS["lmms_run_name"][1])
     group.addoption("--lmms-seed", dest="lmms_seed", default=None, help=_SETTINGS["lmms_seed"][1])
-    group.addoption("--lmms-reasoning-tags", dest="lmms_reasoning_tags", default=None,
-                    help=_SETTINGS["lmms_reasoning_tags"][1])
-    group.addoption("--lmms-gen-kwargs", dest="lmms_gen_kwargs", default=None, help=_SETTINGS["lmms_gen_kwargs"][1])
-    group.addoption("--lmms-config", dest="lmms_config", default=None, metavar="FILE",
-                    help="YAML file with run settings (model, model_args, tasks, limit, gen_kwargs, environment, ...)")
-    for dest, (key, help_text) in _SETTINGS.items():
+    group.addoption(
+        "--lmms-reasoning-tags",
+        dest="lmms_reasoning_tags",
+        default=None,
+        help=_SETTINGS["lmms_reasoning_tags"][1],
+    )
+    group.addoption(
+        "--lmms-gen-kwargs", dest="lmms_gen_kwargs", default=None, help=_SETTINGS["lmms_gen_kwargs"][1]
+    )
+    group.addoption(
+        "--lmms-config",
+        dest="lmms_config",
+        default=None,
+        metavar="FILE",
+        help="YAML file with run settings (model, model_args, tasks, limit, gen_kwargs, environment, ...)",
+    )
+    for key, help_text in _SETTINGS.values():
         parser.addini(f"lmms_{key}", help_text, default=None)
 
 
@@ -105,7 +133,9 @@ def parse_kv(text: str | Mapping[str, Any] | None, what: str) -> dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise pytest.UsageError(f"{what}: expected k=v pairs separated by commas, got {item!r} in {text!r}")
+            raise pytest.UsageError(
+                f"{what}: expected k=v pairs separated by commas, got {item!r} in {text!r}"
+            )
         out[key.strip()] = value.strip()
     return out
 

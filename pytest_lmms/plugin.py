@@ -64,7 +64,9 @@ class TaskFile(pytest.File):
             specs = load_specs(self.path)
         except TaskConfigError as exc:
             # One broken file must not stop the others: it becomes one failing item.
-            yield TaskErrorItem.from_parent(self, name=self.path.stem, error=str(exc), task_name=self.path.stem)
+            yield TaskErrorItem.from_parent(
+                self, name=self.path.stem, error=str(exc), task_name=self.path.stem
+            )
             return
         for spec in specs:
             if isinstance(spec, GroupSpec) or not state.selected(spec.name):
@@ -119,13 +121,16 @@ class SampleItem(pytest.Item):
         self.user_properties.append((TASK_PROPERTY, task.name))
         self.planned: tuple[str, Any, dict[str, Any]] | None = None
         self.plan_error: BaseException | None = None
+        self.plan_tried = False
 
     def runtest(self) -> None:
         state = _state(self.config)
-        if not state.planned:
+        if not self.plan_tried:
             state.plan(self._items_to_plan(state))
         if self.plan_error is not None:
-            raise SampleFailure(f"could not render the request: {type(self.plan_error).__name__}: {self.plan_error}")
+            raise SampleFailure(
+                f"could not render the request: {type(self.plan_error).__name__}: {self.plan_error}"
+            )
         if self.planned is None:
             try:
                 self.planned = state.render(self.task, self.doc_id, self.repeat)
@@ -141,9 +146,27 @@ class SampleItem(pytest.Item):
 
     def _items_to_plan(self, state: LmmsSession) -> list[SampleItem]:
         if state.is_worker:
-            # An xdist worker does not know which items it will be handed: plan lazily.
-            return [self]
+            return [self, *self._queued_on_this_worker()]
         return [item for item in self.session.items if isinstance(item, SampleItem)]
+
+    def _queued_on_this_worker(self) -> list[SampleItem]:
+        """Items xdist has already handed this worker, so they are planned (batched) together.
+
+        xdist's worker keeps them in a queue it documents as inspectable under its lock;
+        without it (another xdist version) each chunk is planned as its items come.
+        """
+        items = self.session.items
+        for plugin in self.config.pluginmanager.get_plugins():
+            queue = getattr(plugin, "torun", None)
+            if queue is None or not hasattr(queue, "lock"):
+                continue
+            with queue.lock() as pending:
+                indices = [i for i in pending if isinstance(i, int)]
+            following = getattr(plugin, "nextitem_index", None)
+            if isinstance(following, int):
+                indices.insert(0, following)
+            return [items[i] for i in indices if 0 <= i < len(items) and isinstance(items[i], SampleItem)]
+        return []
 
     def _score(self, state: LmmsSession, doc: dict[str, Any], response: Any) -> None:
         from pytest_lmms.scoring import strip_reasoning

@@ -236,9 +236,7 @@ def compare(
     else:
         missing = [key for key in ids if key not in clusters]
         if missing:
-            raise ValueError(
-                f"{len(missing)} compared sample ids have no cluster id: {_name_some(missing)}"
-            )
+            raise ValueError(f"{len(missing)} compared sample ids have no cluster id: {_name_some(missing)}")
         codes, n_clusters = _cluster_codes([clusters[key] for key in ids], len(ids), ids)
         mean, se, df = _cluster_mean_se(diffs, codes, n_clusters)
         method = "paired-cluster-t"
@@ -343,9 +341,7 @@ def _independent_mean_se(values: FloatArray) -> tuple[float, float, float]:
     return mean, se, float(n - 1)
 
 
-def _cluster_mean_se(
-    values: FloatArray, codes: IntArray, n_clusters: int
-) -> tuple[float, float, float]:
+def _cluster_mean_se(values: FloatArray, codes: IntArray, n_clusters: int) -> tuple[float, float, float]:
     """Mean, cluster-robust (CR1) SE and degrees of freedom G - 1."""
     mean = float(np.mean(values))
     if n_clusters < 2:
@@ -387,9 +383,7 @@ def _paired_ids(a: Mapping[str, float], b: Mapping[str, float]) -> list[str]:
             parts.append(f"{len(only_a)} ids only in a: {_name_some(only_a)}")
         if only_b:
             parts.append(f"{len(only_b)} ids only in b: {_name_some(only_b)}")
-        raise ValueError(
-            "a paired comparison needs the same sample ids in both runs; " + "; ".join(parts)
-        )
+        raise ValueError("a paired comparison needs the same sample ids in both runs; " + "; ".join(parts))
     ids = list(a)
     if not ids:
         raise ValueError("cannot compare two empty runs (n == 0)")

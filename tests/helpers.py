@@ -10,9 +10,10 @@ from typing import Any
 
 # A backend for pytester sessions. It answers the text after "reply " in the prompt, so
 # each document decides its own answer. "FAIL" answers raise; every answered request is
-# logged (one doc id per line) to $SCRIPTED_LOG, so tests count real model calls;
+# logged (one doc id per line) to $SCRIPTED_LOG, so tests count real model calls, and each
+# batch's size to $SCRIPTED_BATCHES;
 # $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered.
-SCRIPTED_BACKEND = '''
+SCRIPTED_BACKEND = """
 import os
 import signal
 
@@ -44,6 +45,10 @@ class ScriptedBackend:
                 out.append(RuntimeError(f"server said no to {request.doc_id}"))
             else:
                 out.append(Response(text=reply, input_tokens=len(request.prompt_text), output_tokens=1, latency_s=0.001))
+        batches = os.environ.get("SCRIPTED_BATCHES")
+        if batches:
+            with open(batches, "a") as handle:
+                handle.write(f"{len(requests)}\\n")
         log = os.environ.get("SCRIPTED_LOG")
         if log:
             with open(log, "a") as handle:
@@ -53,7 +58,7 @@ class ScriptedBackend:
 
     def close(self):
         pass
-'''
+"""
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
@@ -79,7 +84,9 @@ def qa_task_yaml(name: str, data: str, extra: str = "") -> str:
     ) + textwrap.dedent(extra)
 
 
-def qa_rows(n: int, wrong: Sequence[int] = (), fail: Sequence[int] = (), cluster_size: int = 0) -> list[dict[str, Any]]:
+def qa_rows(
+    n: int, wrong: Sequence[int] = (), fail: Sequence[int] = (), cluster_size: int = 0
+) -> list[dict[str, Any]]:
     rows = []
     for i in range(n):
         answer = f"ans{i}"

@@ -70,23 +70,27 @@ def documents() -> list[dict[str, Any]]:
     for index in range(N_IMAGES):
         scene = make_scene(index)
         for shape in ("circle", "square"):
-            docs.append({
-                "id": f"{scene['image_id']}-count-{shape}",
-                "image_id": scene["image_id"],
-                "question_type": "count",
-                "shape": shape,
-                "answer": str(scene["counts"][shape]),
-                "scene": scene,
-            })
+            docs.append(
+                {
+                    "id": f"{scene['image_id']}-count-{shape}",
+                    "image_id": scene["image_id"],
+                    "question_type": "count",
+                    "shape": shape,
+                    "answer": str(scene["counts"][shape]),
+                    "scene": scene,
+                }
+            )
         colors = sorted(COLORS)
-        docs.append({
-            "id": f"{scene['image_id']}-color",
-            "image_id": scene["image_id"],
-            "question_type": "color",
-            "options": colors,
-            "answer": "ABCD"[colors.index(scene["color"])],
-            "scene": scene,
-        })
+        docs.append(
+            {
+                "id": f"{scene['image_id']}-color",
+                "image_id": scene["image_id"],
+                "question_type": "color",
+                "options": colors,
+                "answer": "ABCD"[colors.index(scene["color"])],
+                "scene": scene,
+            }
+        )
     return docs
 
 

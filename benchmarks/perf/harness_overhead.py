@@ -43,7 +43,12 @@ def write_task(folder: Path, n: int) -> Path:
     (folder / "synthetic.yaml").write_text(TASK_YAML)
     with open(folder / "docs.jsonl", "w") as handle:
         for i in range(n):
-            doc = {"id": str(i), "question": f"number {i}", "options": ["a", "b", "c", "d"], "answer": "ABCD"[i % 4]}
+            doc = {
+                "id": str(i),
+                "question": f"number {i}",
+                "options": ["a", "b", "c", "d"],
+                "answer": "ABCD"[i % 4],
+            }
             handle.write(json.dumps(doc) + "\n")
     return folder
 
@@ -51,17 +56,23 @@ def write_task(folder: Path, n: int) -> Path:
 def write_trivial(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "test_trivial.py"
-    path.write_text(f"import pytest\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_item(i):\n    pass\n")
+    path.write_text(
+        f"import pytest\n\n@pytest.mark.parametrize('i', range({n}))\ndef test_item(i):\n    pass\n"
+    )
     return path
 
 
 def run(args: list[str], cwd: Path) -> float:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode not in (0, 1):
-        sys.exit(f"pytest {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        sys.exit(
+            f"pytest {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return elapsed
 
 
@@ -84,7 +95,9 @@ def per_item(large: float, small: float, n_large: int, n_small: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--collect", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -108,7 +121,9 @@ def main() -> None:
             cache_large, cache_small = root / f"cache_large{repeat}", root / f"cache_small{repeat}"
             fresh_large.append(run([*common, *harness, f"--lmms-cache={cache_large}", str(task_large)], root))
             fresh_small.append(run([*common, *harness, f"--lmms-cache={cache_small}", str(task_small)], root))
-            cached_large.append(run([*common, *harness, f"--lmms-cache={cache_large}", str(task_large)], root))
+            cached_large.append(
+                run([*common, *harness, f"--lmms-cache={cache_large}", str(task_large)], root)
+            )
         sample = per_item(best(fresh_large), best(fresh_small), n, small)
 
         n_collect = opts.collect
@@ -120,10 +135,14 @@ def main() -> None:
         imports = {module: [import_time(module) for _ in range(5)] for module in IMPORTS}
 
     print(f"pytest floor per trivial item        {floor * 1e6:9.1f} us   ({n} items, best of {opts.repeats})")
-    print(f"harness per sample, instant model    {sample * 1e6:9.1f} us   ratio {sample / floor:5.2f}x  (target <= 1.5x)")
+    print(
+        f"harness per sample, instant model    {sample * 1e6:9.1f} us   ratio {sample / floor:5.2f}x  (target <= 1.5x)"
+    )
     print(f"fully cached re-run of {n} samples  {best(cached_large):9.2f} s    (target < 3 s)")
     print(f"collect {n_collect} trivial items      {collect_floor:9.2f} s")
-    print(f"collect {n_collect} samples            {collect_harness:9.2f} s    ratio {collect_harness / collect_floor:5.2f}x")
+    print(
+        f"collect {n_collect} samples            {collect_harness:9.2f} s    ratio {collect_harness / collect_floor:5.2f}x"
+    )
     for module, times in imports.items():
         print(f"import {module:<29} {statistics.median(times):9.3f} s    (target < 0.3 s)")
 

@@ -186,14 +186,16 @@ class Engine:
                 import warnings
 
                 warnings.warn(f"response cache write failed: {exc}", stacklevel=1)
-        for (key, request), output in zip(batch, outputs, strict=True):
+        for (key, _request), output in zip(batch, outputs, strict=True):
             future = self._futures[key]
             if isinstance(output, Response) and isinstance(output.text, str):
                 future.set_result(output)
             else:
                 stats.failures += 1
-                error = output if isinstance(output, BaseException) else BackendError(
-                    f"backend returned {type(output).__name__} instead of a Response"
+                error = (
+                    output
+                    if isinstance(output, BaseException)
+                    else BackendError(f"backend returned {type(output).__name__} instead of a Response")
                 )
                 future.set_exception(error)
 

@@ -103,9 +103,7 @@ def training_corpus() -> list[str]:
         sentences.append(f"Count the objects. The answer is {digit} ({word}).")
         sentences.append(f"{digit} + {digit} = {2 * digit}. {word} plus {word}.")
     for letter in "ABCD":
-        sentences.append(
-            f"Answer with the option's letter from the given choices. Answer: {letter}"
-        )
+        sentences.append(f"Answer with the option's letter from the given choices. Answer: {letter}")
         sentences.append(f"({letter}) is the correct option. The answer is {letter}.")
     sentences += [
         "Describe this image in detail.",

@@ -69,14 +69,11 @@ class HFArgs:
         unknown = sorted(set(args) - set(valid))
         if unknown:
             raise ValueError(
-                f"unknown hf backend argument(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(valid))}"
+                f"unknown hf backend argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
             )
         dtype = str(args.get("dtype", "auto"))
         if dtype not in _DTYPES:
-            raise ValueError(
-                f"hf backend: dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}"
-            )
+            raise ValueError(f"hf backend: dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         return cls(
             dtype=dtype,  # type: ignore[arg-type]  # checked against _DTYPES above
             device=_optional_str(args.get("device")),
@@ -273,9 +270,7 @@ class HFBackend:
             tokenizer.pad_token = tokenizer.eos_token
 
         model_kwargs = dict(common)
-        model_kwargs["dtype"] = (
-            "auto" if self.args.dtype == "auto" else getattr(torch, self.args.dtype)
-        )
+        model_kwargs["dtype"] = "auto" if self.args.dtype == "auto" else getattr(torch, self.args.dtype)
         if self.args.attn_implementation is not None:
             model_kwargs["attn_implementation"] = self.args.attn_implementation
         try:
@@ -388,9 +383,7 @@ class HFBackend:
             for item in items:
                 length = item.prompt_tokens + gen.max_new_tokens
                 padded = (len(batch) + 1) * max(longest, length)
-                if batch and (
-                    len(batch) >= self.args.batch_size or padded > self.args.max_batch_tokens
-                ):
+                if batch and (len(batch) >= self.args.batch_size or padded > self.args.max_batch_tokens):
                     batches.append(batch)
                     batch, longest = [], 0
                 batch.append(item)
@@ -399,9 +392,7 @@ class HFBackend:
                 batches.append(batch)
         return batches
 
-    def _answer(
-        self, batch: list[_Prepared], results: list[Response | BaseException | None]
-    ) -> None:
+    def _answer(self, batch: list[_Prepared], results: list[Response | BaseException | None]) -> None:
         try:
             for item, response in zip(batch, self._run_batch(batch), strict=True):
                 results[item.index] = response
@@ -481,9 +472,7 @@ def _load_image(part: MediaPart, request: Request) -> Any:
         with Image.open(io.BytesIO(part.media.read_bytes())) as image:
             return image.convert("RGB")
     except Exception as exc:
-        raise ValueError(
-            f"cannot read the image of {request.task}/{request.doc_id}: {exc}"
-        ) from exc
+        raise ValueError(f"cannot read the image of {request.task}/{request.doc_id}: {exc}") from exc
 
 
 def _truncate_at_stop(text: str, stop: Sequence[str]) -> str:

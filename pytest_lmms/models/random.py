@@ -29,7 +29,9 @@ class RandomBackend:
         try:
             self.seed = int(model_id or 0)
         except ValueError:
-            raise ValueError(f"random backend: the model id is the seed, an integer; got {model_id!r}") from None
+            raise ValueError(
+                f"random backend: the model id is the seed, an integer; got {model_id!r}"
+            ) from None
         if answer not in ("letter", "text"):
             raise ValueError(f"random backend: answer must be 'letter' or 'text', got {answer!r}")
         self.answer = answer
@@ -48,7 +50,9 @@ class RandomBackend:
         return request.choices[index] if self.answer == "text" else _LETTERS[index]
 
     def generate(self, requests: Sequence[Request]) -> list[Response | BaseException]:
-        return [Response(text=self._pick(r), input_tokens=0, output_tokens=1, latency_s=0.0) for r in requests]
+        return [
+            Response(text=self._pick(r), input_tokens=0, output_tokens=1, latency_s=0.0) for r in requests
+        ]
 
     def close(self) -> None:
         pass

@@ -73,7 +73,10 @@ def git_commit(directory: Path) -> dict[str, Any] | None:
             return None
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=directory, capture_output=True, text=True, timeout=5,
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -120,5 +123,3 @@ def write_results(path: Path, results: Mapping[str, Any]) -> Path:
     tmp.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     os.replace(tmp, path)
     return path
-
-

@@ -23,16 +23,18 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             if row.get("ci_low") is not None and not math.isnan(row["ci_low"])
             else "-"
         )
-        lines.append([
-            str(row["task"]),
-            str(row["metric"]),
-            _fmt(row["value"]),
-            ci,
-            str(row["n"]),
-            str(row["n_clusters"]) if row.get("n_clusters") else "-",
-            str(row.get("method", "")),
-            str(row.get("failed", 0)),
-        ])
+        lines.append(
+            [
+                str(row["task"]),
+                str(row["metric"]),
+                _fmt(row["value"]),
+                ci,
+                str(row["n"]),
+                str(row["n_clusters"]) if row.get("n_clusters") else "-",
+                str(row.get("method", "")),
+                str(row.get("failed", 0)),
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for index, line in enumerate(lines):

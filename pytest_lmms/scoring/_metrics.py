@@ -30,9 +30,7 @@ def metric(name: str) -> Callable[[F], F]:
     def register(fn: F) -> F:
         existing = _REGISTRY.get(name)
         if existing is not None and _qualified_name(existing) != _qualified_name(fn):
-            raise ValueError(
-                f"metric {name!r} is already registered to {_qualified_name(existing)}"
-            )
+            raise ValueError(f"metric {name!r} is already registered to {_qualified_name(existing)}")
         _REGISTRY[name] = fn
         return fn
 
@@ -302,9 +300,7 @@ def number_match(prediction: str, target: Any, *, tolerance: float = 1e-6, **kwa
     predicted = extract_number(prediction)
     if predicted is None:
         return 0.0
-    return float(
-        any(math.isclose(predicted, _target_number(t), rel_tol=tolerance) for t in _targets(target))
-    )
+    return float(any(math.isclose(predicted, _target_number(t), rel_tol=tolerance) for t in _targets(target)))
 
 
 def _target_number(target: Any) -> float:

@@ -113,9 +113,7 @@ class _TagRule:
 
 @lru_cache(maxsize=64)
 def _compile(tags: tuple[tuple[str, str], ...]) -> tuple[_TagRule, ...]:
-    return tuple(
-        _TagRule(o, c, re.compile(re.escape(o) + ".*?" + re.escape(c), re.DOTALL)) for o, c in tags
-    )
+    return tuple(_TagRule(o, c, re.compile(re.escape(o) + ".*?" + re.escape(c), re.DOTALL)) for o, c in tags)
 
 
 def _rules_for(tags: Sequence[tuple[str, str]]) -> tuple[_TagRule, ...]:

@@ -34,9 +34,11 @@ class TaskIndex:
         chosen: set[str] = set()
         known = sorted(set(self.tasks) | set(self.groups))
         for pattern in patterns:
-            matched = {n for n in known if fnmatch.fnmatchcase(n, pattern)} if any(
-                c in pattern for c in "*?["
-            ) else ({pattern} if pattern in known else set())
+            matched = (
+                {n for n in known if fnmatch.fnmatchcase(n, pattern)}
+                if any(c in pattern for c in "*?[")
+                else ({pattern} if pattern in known else set())
+            )
             if not matched:
                 close = difflib.get_close_matches(pattern, known, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -149,7 +149,9 @@ class HFSource(Source):
                 loaded = datasets.load_from_disk(str(self.folder))
             else:
                 loaded = datasets.load_dataset(
-                    self.spec.dataset_path, self.spec.dataset_name, split=self.spec.test_split,
+                    self.spec.dataset_path,
+                    self.spec.dataset_name,
+                    split=self.spec.test_split,
                     **dict(self.spec.dataset_kwargs),
                 )
             if isinstance(loaded, datasets.DatasetDict):
@@ -210,5 +212,7 @@ def open_source(spec: TaskSpec) -> Source:
             return HFSource(spec, path)
         return FolderSource(spec, path)
     if raw.startswith((".", "/", "~")):
-        raise DatasetError(f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: no such path {path}")
+        raise DatasetError(
+            f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: no such path {path}"
+        )
     return HFSource(spec, None)

@@ -79,15 +79,38 @@ class GroupSpec:
 
 
 TASK_FIELDS = {
-    "task", "tags", "include", "dataset_path", "dataset_name", "dataset_kwargs", "test_split",
-    "doc_id_column", "doc_to_messages", "doc_to_text", "doc_to_visual", "doc_to_target",
-    "doc_to_choice", "process_results", "generation_kwargs", "metric_list", "cluster_key",
-    "reasoning_tags", "output_type", "metadata", "description", "group_alias", "tag",
+    "task",
+    "tags",
+    "include",
+    "dataset_path",
+    "dataset_name",
+    "dataset_kwargs",
+    "test_split",
+    "doc_id_column",
+    "doc_to_messages",
+    "doc_to_text",
+    "doc_to_visual",
+    "doc_to_target",
+    "doc_to_choice",
+    "process_results",
+    "generation_kwargs",
+    "metric_list",
+    "cluster_key",
+    "reasoning_tags",
+    "output_type",
+    "metadata",
+    "description",
+    "group_alias",
+    "tag",
 }
 GROUP_FIELDS = {"group", "task", "group_alias", "metadata", "description"}
 GEN_FIELDS = {"max_new_tokens", "temperature", "top_p", "until", "stop", "do_sample", "seed"}
 METRIC_FIELDS = {"metric", "aggregation", "higher_is_better"}
-OUTPUT_TYPES = {"generate_until": "generate", "loglikelihood": "loglikelihood", "multiple_choice": "loglikelihood"}
+OUTPUT_TYPES = {
+    "generate_until": "generate",
+    "loglikelihood": "loglikelihood",
+    "multiple_choice": "loglikelihood",
+}
 
 
 class _Loader(yaml.SafeLoader):
@@ -146,7 +169,9 @@ def read_yaml_documents(path: Path) -> list[dict[str, Any]]:
         if doc is None:
             continue
         if not isinstance(doc, dict):
-            raise TaskConfigError(f"{_where(path)}: document {number} is a {type(doc).__name__}, expected a mapping")
+            raise TaskConfigError(
+                f"{_where(path)}: document {number} is a {type(doc).__name__}, expected a mapping"
+            )
         out.append(doc)
     return out
 
@@ -165,7 +190,9 @@ def _with_includes(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> d
         raise TaskConfigError(f"{_where(path)}: field 'include': file {include!r} not found")
     documents = read_yaml_documents(base_path)
     if len(documents) != 1:
-        raise TaskConfigError(f"{_where(path)}: field 'include': {include!r} must hold exactly one YAML document")
+        raise TaskConfigError(
+            f"{_where(path)}: field 'include': {include!r} must hold exactly one YAML document"
+        )
     base = _with_includes(documents[0], base_path, (*seen, base_path))
     merged = {**base, **{k: v for k, v in raw.items() if k != "include"}}
     merged.pop("include", None)
@@ -184,7 +211,9 @@ def _typed(raw: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str
     value = raw.get(key)
     if value is not None and not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
-        raise TaskConfigError(f"{where}: field '{key}': expected {names}, got {type(value).__name__} {value!r:.60}")
+        raise TaskConfigError(
+            f"{where}: field '{key}': expected {names}, got {type(value).__name__} {value!r:.60}"
+        )
     return value
 
 
@@ -226,13 +255,19 @@ def _metrics(raw: Any, where: str) -> tuple[MetricSpec, ...]:
         if isinstance(entry, str):
             entry = {"metric": entry}
         if not isinstance(entry, Mapping) or not isinstance(entry.get("metric"), str):
-            raise TaskConfigError(f"{where}: field 'metric_list[{index}]': expected a mapping with a 'metric' name")
+            raise TaskConfigError(
+                f"{where}: field 'metric_list[{index}]': expected a mapping with a 'metric' name"
+            )
         aggregation = entry.get("aggregation", "mean")
         if not isinstance(aggregation, (str, FunctionRef)):
-            raise TaskConfigError(f"{where}: field 'metric_list[{index}].aggregation': expected a name or !function")
+            raise TaskConfigError(
+                f"{where}: field 'metric_list[{index}].aggregation': expected a name or !function"
+            )
         higher = entry.get("higher_is_better", True)
         if not isinstance(higher, bool):
-            raise TaskConfigError(f"{where}: field 'metric_list[{index}].higher_is_better': expected true or false")
+            raise TaskConfigError(
+                f"{where}: field 'metric_list[{index}].higher_is_better': expected true or false"
+            )
         kwargs = {k: v for k, v in entry.items() if k not in METRIC_FIELDS}
         out.append(MetricSpec(entry["metric"], aggregation, higher, kwargs))
     return tuple(out)
@@ -245,8 +280,10 @@ def _spec_from(raw: dict[str, Any], path: Path) -> TaskSpec | GroupSpec:
         members = raw.get("task") or []
         if isinstance(members, str):
             members = [members]
-        if not isinstance(raw["group"], str) or not isinstance(members, list) or not all(
-            isinstance(m, str) for m in members
+        if (
+            not isinstance(raw["group"], str)
+            or not isinstance(members, list)
+            or not all(isinstance(m, str) for m in members)
         ):
             raise TaskConfigError(f"{where}: field 'task': a group lists task or group names")
         return GroupSpec(name=raw["group"], tasks=tuple(members), source_path=path)
@@ -261,7 +298,9 @@ def _spec_from(raw: dict[str, Any], path: Path) -> TaskSpec | GroupSpec:
     text_or_fn = (str, FunctionRef)
     output_type = _typed(raw, "output_type", (str,), where) or "generate_until"
     if output_type not in OUTPUT_TYPES:
-        raise TaskConfigError(f"{where}: field 'output_type': one of {sorted(OUTPUT_TYPES)}, got {output_type!r}")
+        raise TaskConfigError(
+            f"{where}: field 'output_type': one of {sorted(OUTPUT_TYPES)}, got {output_type!r}"
+        )
     if raw.get("doc_to_messages") is None and raw.get("doc_to_text") is None:
         raise TaskConfigError(f"{where}: field 'doc_to_text': required (or doc_to_messages)")
     if raw.get("dataset_path") is None:

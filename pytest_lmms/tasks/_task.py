@@ -15,7 +15,17 @@ from typing import Any
 
 from pytest_lmms.tasks._sources import Source, open_source
 from pytest_lmms.tasks._spec import OUTPUT_TYPES, FunctionRef, MetricSpec, TaskConfigError, TaskSpec, _where
-from pytest_lmms.types import ContentPart, Estimate, GenParams, MediaPart, MediaRef, Message, Request, SampleResult, TextPart
+from pytest_lmms.types import (
+    ContentPart,
+    Estimate,
+    GenParams,
+    MediaPart,
+    MediaRef,
+    Message,
+    Request,
+    SampleResult,
+    TextPart,
+)
 
 _MODULES: dict[Path, ModuleType] = {}
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
@@ -47,12 +57,12 @@ def resolve_function(ref: FunctionRef, where: str, field: str) -> Callable[..., 
     try:
         module = _module_from(ref.folder, ref.module)
     except Exception as exc:  # noqa: BLE001 - named with file and field
-        raise TaskConfigError(f"{where}: field '{field}': cannot import {ref.module} from {ref.folder}: {exc}") from None
+        raise TaskConfigError(
+            f"{where}: field '{field}': cannot import {ref.module} from {ref.folder}: {exc}"
+        ) from None
     function = getattr(module, ref.attr, None)
     if not callable(function):
-        raise TaskConfigError(
-            f"{where}: field '{field}': function {ref} not found in {module.__file__}"
-        )
+        raise TaskConfigError(f"{where}: field '{field}': function {ref} not found in {module.__file__}")
     return function  # type: ignore[no-any-return]
 
 
@@ -106,8 +116,14 @@ class Task:
         where = f"{_where(spec.source_path)}: task '{spec.name}'"
         self._where = where
         self._functions: dict[str, Callable[..., Any]] = {}
-        for field in ("doc_to_messages", "doc_to_text", "doc_to_visual", "doc_to_target", "doc_to_choice",
-                      "process_results"):
+        for field in (
+            "doc_to_messages",
+            "doc_to_text",
+            "doc_to_visual",
+            "doc_to_target",
+            "doc_to_choice",
+            "process_results",
+        ):
             value = getattr(spec, field)
             if isinstance(value, FunctionRef):
                 self._functions[field] = resolve_function(value, where, field)
@@ -135,7 +151,9 @@ class Task:
 
         try:
             self.reasoning_tags: tuple[tuple[str, str], ...] = (
-                DEFAULT_REASONING_TAGS if spec.reasoning_tags is None else parse_reasoning_tags(spec.reasoning_tags)
+                DEFAULT_REASONING_TAGS
+                if spec.reasoning_tags is None
+                else parse_reasoning_tags(spec.reasoning_tags)
             )
         except ValueError as exc:
             raise TaskConfigError(f"{where}: field 'reasoning_tags': {exc}") from None
@@ -222,7 +240,9 @@ class Task:
         if isinstance(message, Message):
             return message
         if not isinstance(message, Mapping) or "role" not in message:
-            raise TypeError(f"doc_to_messages returned {type(message).__name__}, expected {{'role', 'content'}}")
+            raise TypeError(
+                f"doc_to_messages returned {type(message).__name__}, expected {{'role', 'content'}}"
+            )
         content = message.get("content", "")
         if isinstance(content, str):
             return Message(message["role"], (TextPart(content),))
@@ -271,7 +291,9 @@ class Task:
         if process is not None:
             scores = process(doc, response_text)
             if not isinstance(scores, Mapping):
-                raise TypeError(f"process_results returned {type(scores).__name__}, expected a dict of floats")
+                raise TypeError(
+                    f"process_results returned {type(scores).__name__}, expected a dict of floats"
+                )
             return {str(k): _as_float(v, str(k)) for k, v in scores.items()}
         target = self.target(doc)
         choices = self.choices(doc)
@@ -280,7 +302,9 @@ class Task:
             kwargs = dict(metric.kwargs)
             if choices is not None:
                 kwargs.setdefault("choices", choices)
-            out[metric.name] = _as_float(self._metric_functions[metric.name](response_text, target, **kwargs), metric.name)
+            out[metric.name] = _as_float(
+                self._metric_functions[metric.name](response_text, target, **kwargs), metric.name
+            )
         return out
 
     def aggregate(self, results: Sequence[SampleResult]) -> dict[str, Estimate]:
@@ -307,9 +331,10 @@ class Task:
         import orjson
 
         digest = hashlib.sha256(orjson.dumps(self.spec.raw, default=str, option=orjson.OPT_SORT_KEYS))
-        for module in sorted({f.__module__ for f in self._functions.values()} | {
-            f.__module__ for f in self._aggregations.values()
-        }):
+        for module in sorted(
+            {f.__module__ for f in self._functions.values()}
+            | {f.__module__ for f in self._aggregations.values()}
+        ):
             file = getattr(sys.modules.get(module), "__file__", None)
             if file:
                 digest.update(Path(file).read_bytes())

@@ -10,7 +10,9 @@ import pytest
 from tests.helpers import model_calls, qa_rows, qa_task_yaml, write_jsonl
 
 
-def make_task(pytester: pytest.Pytester, name: str = "qa", n: int = 6, extra: str = "", **rows_kwargs: object) -> Path:
+def make_task(
+    pytester: pytest.Pytester, name: str = "qa", n: int = 6, extra: str = "", **rows_kwargs: object
+) -> Path:
     write_jsonl(pytester.path / f"{name}.jsonl", qa_rows(n, **rows_kwargs))  # type: ignore[arg-type]
     return pytester.makefile(".yaml", **{name: qa_task_yaml(name, f"{name}.jsonl", extra)})
 
@@ -27,13 +29,19 @@ def results_json(pytester: pytest.Pytester) -> dict:
 def test_each_document_is_an_item_with_a_readable_node_id(lmms_project: pytest.Pytester) -> None:
     make_task(lmms_project, n=3)
     result = run(lmms_project, "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["qa.yaml::qa[[]0[]]", "qa.yaml::qa[[]1[]]", "qa.yaml::qa[[]2[]]", "3 tests collected*"])
+    result.stdout.fnmatch_lines(
+        ["qa.yaml::qa[[]0[]]", "qa.yaml::qa[[]1[]]", "qa.yaml::qa[[]2[]]", "3 tests collected*"]
+    )
 
 
-def test_run_scores_samples_prints_table_and_writes_files(lmms_project: pytest.Pytester, model_log: Path) -> None:
+def test_run_scores_samples_prints_table_and_writes_files(
+    lmms_project: pytest.Pytester, model_log: Path
+) -> None:
     make_task(lmms_project, n=6, wrong=[1, 4])
     result = run(lmms_project, "-v")
-    result.stdout.fnmatch_lines(["*qa.yaml::qa[[]1[]] WRONG*", "*pytest-lmms results*", "qa*exact_match*0.6667*"])
+    result.stdout.fnmatch_lines(
+        ["*qa.yaml::qa[[]1[]] WRONG*", "*pytest-lmms results*", "qa*exact_match*0.6667*"]
+    )
     result.stdout.fnmatch_lines(["*4 passed, 2 wrong*"])
     assert result.ret == 0
     data = results_json(lmms_project)
@@ -161,13 +169,20 @@ def test_bad_option_values_are_usage_errors(lmms_project: pytest.Pytester) -> No
     result.stderr.fnmatch_lines(["*unknown model backend 'nosuch'*known: *random*"])
 
 
-def test_results_are_shipped_from_xdist_workers(lmms_project: pytest.Pytester, model_log: Path) -> None:
-    make_task(lmms_project, n=8, wrong=[3])
+def test_results_are_shipped_from_xdist_workers_which_batch_their_queue(
+    lmms_project: pytest.Pytester, model_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches = tmp_path / "batches.log"
+    monkeypatch.setenv("SCRIPTED_BATCHES", str(batches))
+    make_task(lmms_project, n=40, wrong=[3])
     result = run(lmms_project, "-n", "2", "-p", "xdist")
-    assert result.parseoutcomes() == {"passed": 7, "wrong": 1}
+    assert result.parseoutcomes() == {"passed": 39, "wrong": 1}
     data = results_json(lmms_project)
-    assert data["tasks"]["qa"]["n"] == 8
-    assert sorted(model_calls(model_log), key=int) == [str(i) for i in range(8)]
+    assert data["tasks"]["qa"]["n"] == 40
+    assert sorted(model_calls(model_log), key=int) == [str(i) for i in range(40)]
+    sizes = [int(line) for line in batches.read_text().split()]
+    # each worker plans what xdist queued for it: full batches of 4, not one call per item
+    assert sum(sizes) == 40 and sizes.count(4) >= 5
 
 
 def test_no_cache_option_always_calls_the_model(lmms_project: pytest.Pytester, model_log: Path) -> None:

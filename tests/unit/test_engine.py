@@ -45,7 +45,9 @@ class Recording:
             self.gate = None
         self.batches.append([r.doc_id for r in requests])
         return [
-            RuntimeError(f"no answer for {r.doc_id}") if r.doc_id in self.fail_docs else Response(text=f"a{r.doc_id}")
+            RuntimeError(f"no answer for {r.doc_id}")
+            if r.doc_id in self.fail_docs
+            else Response(text=f"a{r.doc_id}")
             for r in requests
         ]
 
