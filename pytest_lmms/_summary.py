@@ -55,8 +55,49 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
         "throughput": throughput(state.results, wall_s),
         "results_file": str(results_path),
     }
+    data["comparison"] = _compare_with_baseline(state, by_task) if state.run.baseline else None
+    data["gates"] = _check_gates(state, data)
     write_results(results_path, data)
     return data
+
+
+def _compare_with_baseline(state: LmmsSession, by_task: dict[str, list[SampleResult]]) -> dict[str, Any]:
+    from pytest_lmms.report import compare_runs, load_run
+
+    assert state.run.baseline is not None
+    try:
+        baseline = load_run(state.run.baseline)
+    except ValueError as exc:
+        return {"baseline": str(state.run.baseline), "error": str(exc), "tasks": {}}
+    primary = {name: task.primary_metric for name, task in state.tasks.items() if task.primary_metric}
+    clustered = {name: task.spec.cluster_key is not None for name, task in state.tasks.items()}
+    return {
+        "baseline": str(baseline.path),
+        "baseline_model": baseline.label,
+        "tasks": compare_runs(by_task, baseline.samples, primary, clustered),
+    }
+
+
+def _check_gates(state: LmmsSession, data: dict[str, Any]) -> dict[str, Any]:
+    from pytest_lmms.report import FailUnder, GateFailure, check_fail_under, check_regressions
+
+    failures = check_fail_under(data, [FailUnder.parse(spec) for spec in state.run.fail_under])
+    comparison = data.get("comparison")
+    if state.run.fail_on_regression is not None and comparison is not None:
+        if comparison.get("error"):
+            failures.append(GateFailure("regression", f"baseline unusable: {comparison['error']}"))
+        else:
+            higher = {
+                name: state.tasks[name].higher_is_better(c["metric"])
+                for name, c in comparison["tasks"].items()
+                if name in state.tasks
+            }
+            failures += check_regressions(comparison["tasks"], higher, state.run.fail_on_regression)
+    return {
+        "fail_under": list(state.run.fail_under),
+        "fail_on_regression": state.run.fail_on_regression,
+        "failures": [{"gate": f.gate, "message": f.message} for f in failures],
+    }
 
 
 def _safe_identity(state: LmmsSession) -> dict[str, Any] | None:
@@ -107,4 +148,17 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"{total['model_calls']} model calls, {total['wall_s']:.2f} s"
     )
     lines.append(f"results: {results['results_file']}")
+    comparison = results.get("comparison")
+    if comparison:
+        from pytest_lmms.report import format_comparisons
+
+        lines.append("")
+        if comparison.get("error"):
+            lines.append(f"baseline not compared: {comparison['error']}")
+        else:
+            lines += format_comparisons(comparison["tasks"], comparison["baseline_model"])
     return lines
+
+
+def gate_lines(results: dict[str, Any]) -> list[str]:
+    return [f"pytest-lmms gate failed ({f['gate']}): {f['message']}" for f in results["gates"]["failures"]]

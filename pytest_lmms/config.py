@@ -37,6 +37,14 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "gen_kwargs",
         "generation overrides for every task as k=v,... (max_new_tokens, temperature, top_p, seed)",
     ),
+    "lmms_baseline": (
+        "baseline",
+        "a previous run's results.json (or its folder): adds paired comparisons per task",
+    ),
+    "lmms_fail_on_regression": (
+        "fail_on_regression",
+        "with a baseline: exit non-zero when a task is significantly worse than the baseline by more than MARGIN (default 0)",
+    ),
 }
 
 
@@ -54,6 +62,9 @@ class RunConfig:
     gen_kwargs: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    baseline: Path | None = None
+    fail_under: tuple[str, ...] = ()
+    fail_on_regression: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +79,9 @@ class RunConfig:
             "reasoning_tags": self.reasoning_tags,
             "gen_kwargs": dict(self.gen_kwargs),
             "config_file": str(self.config_file) if self.config_file else None,
+            "baseline": str(self.baseline) if self.baseline else None,
+            "fail_under": list(self.fail_under),
+            "fail_on_regression": self.fail_on_regression,
         }
 
 
@@ -111,6 +125,31 @@ def add_options(parser: pytest.Parser) -> None:
         "--lmms-gen-kwargs", dest="lmms_gen_kwargs", default=None, help=_SETTINGS["lmms_gen_kwargs"][1]
     )
     group.addoption(
+        "--baseline",
+        dest="lmms_baseline",
+        default=None,
+        metavar="RESULTS",
+        help=_SETTINGS["lmms_baseline"][1],
+    )
+    group.addoption(
+        "--lmms-fail-under",
+        dest="lmms_fail_under",
+        action="append",
+        default=None,
+        metavar="TASK:METRIC=VALUE",
+        help="exit non-zero when a task's metric is below VALUE (repeatable; TASK may be a glob)",
+    )
+    group.addoption(
+        "--lmms-fail-on-regression",
+        dest="lmms_fail_on_regression",
+        nargs="?",
+        const="0",
+        default=None,
+        metavar="MARGIN",
+        help=_SETTINGS["lmms_fail_on_regression"][1],
+    )
+    parser.addini("lmms_fail_under", "gates as TASK:METRIC=VALUE, one per line", type="linelist", default=[])
+    group.addoption(
         "--lmms-config",
         dest="lmms_config",
         default=None,
@@ -151,7 +190,7 @@ def _load_config_file(path: Path) -> dict[str, Any]:
         raise pytest.UsageError(f"--lmms-config {path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise pytest.UsageError(f"--lmms-config {path}: expected a mapping at top level")
-    known = {key for key, _ in _SETTINGS.values()} | {"environment"}
+    known = {key for key, _ in _SETTINGS.values()} | {"environment", "fail_under"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise pytest.UsageError(f"--lmms-config {path}: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -185,7 +224,35 @@ def build_run_config(config: pytest.Config) -> RunConfig:
     environment = from_file.get("environment") or {}
     if not isinstance(environment, dict):
         raise pytest.UsageError(f"--lmms-config {file_path}: 'environment' must be a mapping")
+    fail_under_specs = list(config.getoption("lmms_fail_under") or []) or list(
+        config.getini("lmms_fail_under")
+    )
+    if not fail_under_specs:
+        from_file_gates = from_file.get("fail_under") or []
+        fail_under_specs = [from_file_gates] if isinstance(from_file_gates, str) else list(from_file_gates)
+    from pytest_lmms.report import FailUnder
+
+    for spec in fail_under_specs:
+        try:
+            FailUnder.parse(spec)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    regression = setting("lmms_fail_on_regression")
+    try:
+        margin = None if regression is None else float(regression)
+    except ValueError:
+        raise pytest.UsageError(
+            f"--lmms-fail-on-regression expects a margin (a number), got {regression!r}"
+        ) from None
+    baseline = setting("lmms_baseline")
+    if baseline is not None and not Path(baseline).exists():
+        raise pytest.UsageError(f"--baseline {baseline}: no such file or folder")
+    if margin is not None and baseline is None:
+        raise pytest.UsageError("--lmms-fail-on-regression needs a baseline (--baseline RESULTS)")
     return RunConfig(
+        baseline=Path(baseline) if baseline is not None else None,
+        fail_under=tuple(fail_under_specs),
+        fail_on_regression=margin,
         model=str(setting("lmms_model") or DEFAULT_MODEL),
         model_args=parse_kv(setting("lmms_model_args"), "--model-args"),
         tasks=tasks,

@@ -235,15 +235,21 @@ class ResultCollector:
             return
         from pytest_lmms._summary import build_results
 
-        session.config.stash[RESULTS_KEY] = build_results(state, session, time.time() - state.started)
+        results = build_results(state, session, time.time() - state.started)
+        session.config.stash[RESULTS_KEY] = results
+        if results["gates"]["failures"] and session.exitstatus == pytest.ExitCode.OK:
+            # A gate fails the run, never a sample: pytest's own outcome counts stay true.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     results = config.stash.get(RESULTS_KEY, None)
     if results is None:
         return
-    from pytest_lmms._summary import summary_lines
+    from pytest_lmms._summary import gate_lines, summary_lines
 
     terminalreporter.section("pytest-lmms results")
     for line in summary_lines(results):
         terminalreporter.write_line(line)
+    for line in gate_lines(results):
+        terminalreporter.write_line(line, red=True, bold=True)
