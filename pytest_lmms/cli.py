@@ -1,4 +1,4 @@
-"""The ``pytest-lmms`` command: ``tasks`` and ``models`` (no dataset or model is loaded)."""
+"""The ``pytest-lmms`` command: ``tasks``, ``models`` and ``compare`` (no dataset or model is loaded)."""
 
 from __future__ import annotations
 
@@ -76,6 +76,29 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pytest_lmms.report import compare_runs, format_comparisons, load_run
+
+    try:
+        current, baseline = load_run(args.current), load_run(args.baseline)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    primary: dict[str, str] = {}
+    clustered: dict[str, bool] = {}
+    for task, info in current.results["tasks"].items():
+        if info.get("metrics"):
+            metric = args.metric or next(iter(info["metrics"]))
+            primary[task] = metric
+            clustered[task] = "cluster" in str(info["metrics"].get(metric, {}).get("method", ""))
+    comparisons = compare_runs(current.samples, baseline.samples, primary, clustered)
+    if not comparisons:
+        print("no task was scored in both runs", file=sys.stderr)
+        return 1
+    print("\n".join(format_comparisons(comparisons, f"{baseline.label} ({baseline.path})")))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks.set_defaults(func=cmd_tasks)
     models = sub.add_parser("models", help="list model backends and aliases")
     models.set_defaults(func=cmd_models)
+    compare = sub.add_parser("compare", help="paired comparison of two saved runs (CURRENT - BASELINE)")
+    compare.add_argument("current", help="results.json of the run to judge (or its folder)")
+    compare.add_argument("baseline", help="results.json of the baseline run (or its folder)")
+    compare.add_argument("--metric", default=None, help="metric to compare (default: each task's first)")
+    compare.set_defaults(func=cmd_compare)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -159,3 +159,20 @@ def test_a_baseline_whose_samples_are_gone_is_reported(lmms_project: pytest.Pyte
     result = run(lmms_project, "new", "--baseline=results/base", "--lmms-fail-on-regression")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*baseline not compared:*samples file of task 'qa' not found*"])
+
+
+def test_compare_command_on_two_saved_runs(
+    lmms_project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_lmms.cli import main
+
+    write_task(lmms_project, "qa", 30, wrong=[])
+    run(lmms_project, "base")
+    write_task(lmms_project, "qa", 30, wrong=[0, 1, 2, 3, 4, 5])
+    run(lmms_project, "new")
+    capsys.readouterr()
+    assert main(["compare", str(lmms_project.path / "results/new"), str(lmms_project.path / "results/base")]) == 0
+    out = capsys.readouterr().out
+    assert "qa" in out and "-0.2000" in out and "24/0/6/0" in out
+    assert main(["compare", str(lmms_project.path / "results/new"), str(lmms_project.path / "nowhere")]) == 2
+    assert "cannot read" in capsys.readouterr().err
