@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from pytest_lmms.tasks import Task, TaskIndex
 
 
+DEFAULT_REPEAT_TEMPERATURE = 0.7
+
+
 class SampleFailure(Exception):
     """A sample that could not be answered or scored; shown without a traceback."""
 
@@ -138,12 +141,21 @@ class LmmsSession:
         return self._cache
 
     # ---- requests --------------------------------------------------------------------
-    def gen_for(self, task: Task) -> GenParams:
+    def gen_for(self, task: Task, repeat: int = 0) -> GenParams:
         gen = self._gen_by_task.get(task.name)
         if gen is None:
             gen = apply_gen_overrides(task.generation, dict(self.run.gen_kwargs))
+            temperature = self.run.temperature
+            if temperature is None and self.run.repeats > 1 and gen.temperature == 0:
+                temperature = DEFAULT_REPEAT_TEMPERATURE
+            if temperature is not None:
+                gen = dataclasses.replace(gen, temperature=temperature)
             self._gen_by_task[task.name] = gen
-        return gen
+        if gen.deterministic:
+            return gen
+        # Sampled requests carry a seed per repeat: the k answers differ from each other,
+        # and an interrupted run can resume them from the cache on seed-honouring backends.
+        return dataclasses.replace(gen, seed=(gen.seed if gen.seed is not None else self.run.seed) + repeat)
 
     def reasoning_tags(self, task: Task) -> Sequence[tuple[str, str]]:
         if self._reasoning_override is not None:
@@ -154,7 +166,7 @@ class LmmsSession:
         from pytest_lmms.cache import cache_key
 
         doc = task.doc(doc_id)
-        request = task.request(doc, repeat=repeat, gen=self.gen_for(task))
+        request = task.request(doc, repeat=repeat, gen=self.gen_for(task, repeat))
         return cache_key(self.identity, request), request, doc
 
     def plan(self, items: Sequence[Any]) -> None:

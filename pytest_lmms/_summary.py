@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 
 from pytest_lmms.types import SampleResult
@@ -32,6 +33,10 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             for metric, estimate in task.aggregate(results).items():
                 metrics[metric] = {**estimate.to_json(), "higher_is_better": task.higher_is_better(metric)}
         writer = state._writer
+        if task is not None and results and state.run.repeats > 1 and task.primary_metric:
+            stability_info = _stability(results, task.primary_metric)
+        else:
+            stability_info = None
         tasks[name] = {
             "yaml": str(task.path) if task is not None else None,
             "fingerprint": task.fingerprint if task is not None else None,
@@ -40,6 +45,7 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             "metrics": metrics,
             "samples_file": str(writer.path_for(name)) if writer is not None and results else None,
             "throughput": throughput(results, wall_s),
+            "stability": stability_info,
         }
     run_dir = state.run_dir or state.run.output_dir
     results_path = run_dir / "results.json"
@@ -59,6 +65,32 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
     data["gates"] = _check_gates(state, data)
     write_results(results_path, data)
     return data
+
+
+def _stability(results: list[SampleResult], metric: str, top: int = 10) -> dict[str, Any] | None:
+    """EA, CA, IV, CR over the repeats of each question, and the least stable questions."""
+    from pytest_lmms.scoring import normalize_answer
+    from pytest_lmms.stats import stability
+
+    scores: dict[str, list[float]] = defaultdict(list)
+    answers: dict[str, list[str]] = defaultdict(list)
+    for result in results:
+        if metric in result.scores:
+            scores[result.doc_id].append(result.scores[metric])
+            answers[result.doc_id].append(normalize_answer(result.response))
+    repeated = {doc: values for doc, values in scores.items() if len(values) >= 2}
+    if not repeated:
+        return None
+    summary = stability(repeated, {doc: answers[doc] for doc in repeated}).to_json()
+    spread = sorted(
+        ((doc, float(np.var(values)), float(np.mean(values))) for doc, values in repeated.items()),
+        key=lambda row: (-row[1], row[0]),
+    )
+    summary["metric"] = metric
+    summary["highest_internal_variance"] = [
+        {"doc_id": doc, "variance": variance, "mean": mean} for doc, variance, mean in spread[:top]
+    ]
+    return summary
 
 
 def _compare_with_baseline(state: LmmsSession, by_task: dict[str, list[SampleResult]]) -> dict[str, Any]:
@@ -148,6 +180,18 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"{total['model_calls']} model calls, {total['wall_s']:.2f} s"
     )
     lines.append(f"results: {results['results_file']}")
+    stable = {task: info["stability"] for task, info in results["tasks"].items() if info.get("stability")}
+    if stable:
+        lines.append("")
+        lines.append(
+            "stability over repeats (EA expected acc., CA consensus acc., IV internal variance, CR consistency):"
+        )
+        for task, info in stable.items():
+            lines.append(
+                f"  {task} ({info['metric']}, k={info['k']}, {info['n_questions']} questions): "
+                f"EA {info['expected_accuracy']:.4f}  CA {info['consensus_accuracy']:.4f}  "
+                f"IV {info['internal_variance']:.4f}  CR {info['consistency_rate']:.4f}"
+            )
     comparison = results.get("comparison")
     if comparison:
         from pytest_lmms.report import format_comparisons

@@ -158,8 +158,11 @@ def cache_key(identity: Mapping[str, Any], request: Request) -> str:
 
 
 def is_cacheable(request: Request, response: Response) -> bool:
-    """Whether ``response`` may be reused: a deterministic request and a non-empty text."""
-    return request.gen.deterministic and isinstance(response.text, str) and response.text != ""
+    """Whether ``response`` may be stored: a non-empty text for a deterministic request, or
+    for a sampled one with a seed (stored under its repeat index and seed, marked
+    ``sampled``, so an interrupted run resumes its repeats; never claimed reproducible)."""
+    reusable = request.gen.deterministic or request.gen.seed is not None
+    return reusable and isinstance(response.text, str) and response.text != ""
 
 
 def _encode_value(request: Request, response: Response, created: float) -> bytes:

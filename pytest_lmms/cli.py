@@ -1,4 +1,4 @@
-"""The ``pytest-lmms`` command: ``tasks``, ``models`` and ``compare`` (no dataset or model is loaded)."""
+"""The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare`` and ``power``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_power(args: argparse.Namespace) -> int:
+    from pytest_lmms.stats import design_effect, power, sample_size
+
+    options = {
+        "sd": args.sd,
+        "p": args.p,
+        "alpha": args.alpha,
+        "paired_correlation": args.paired_correlation,
+        "cluster_size": args.cluster_size,
+        "icc": args.icc,
+    }
+    try:
+        if args.n is not None:
+            value = power(args.n, args.effect, **options)
+            print(f"power to detect a difference of {args.effect:g} with n={args.n}: {value:.4f}")
+            return 0
+        n = sample_size(args.effect, power=args.power, **options)
+        deff = design_effect(args.cluster_size, args.icc)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"minimum n: {n} questions")
+    print(
+        f"  two-sided paired t test, effect {args.effect:g}, alpha {args.alpha:g}, power {args.power:g}"
+        + (f", design effect {deff:.3f}" if deff != 1 else "")
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +141,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("baseline", help="results.json of the baseline run (or its folder)")
     compare.add_argument("--metric", default=None, help="metric to compare (default: each task's first)")
     compare.set_defaults(func=cmd_compare)
+    power = sub.add_parser("power", help="questions needed to detect a difference between two models")
+    power.add_argument(
+        "--effect", type=float, required=True, help="difference in score to detect (e.g. 0.02)"
+    )
+    power.add_argument("--p", type=float, default=None, help="expected accuracy (for 0/1 scores)")
+    power.add_argument("--sd", type=float, default=None, help="per-question score SD (instead of --p)")
+    power.add_argument("--alpha", type=float, default=0.05)
+    power.add_argument("--power", type=float, default=0.8)
+    power.add_argument(
+        "--paired-correlation", type=float, default=None, help="correlation of the two models' scores"
+    )
+    power.add_argument("--cluster-size", type=float, default=None, help="questions per shared image/video")
+    power.add_argument("--icc", type=float, default=None, help="intra-cluster correlation")
+    power.add_argument("--n", type=int, default=None, help="print the power for this n instead")
+    power.set_defaults(func=cmd_power)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -37,6 +37,11 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "gen_kwargs",
         "generation overrides for every task as k=v,... (max_new_tokens, temperature, top_p, seed)",
     ),
+    "lmms_repeats": ("repeats", "ask each sample K times (sampled; adds EA, CA, IV and CR to the summary)"),
+    "lmms_temperature": (
+        "temperature",
+        "sampling temperature for every task (default 0.7 with --lmms-repeats > 1)",
+    ),
     "lmms_baseline": (
         "baseline",
         "a previous run's results.json (or its folder): adds paired comparisons per task",
@@ -62,6 +67,8 @@ class RunConfig:
     gen_kwargs: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    repeats: int = 1
+    temperature: float | None = None
     baseline: Path | None = None
     fail_under: tuple[str, ...] = ()
     fail_on_regression: float | None = None
@@ -79,6 +86,8 @@ class RunConfig:
             "reasoning_tags": self.reasoning_tags,
             "gen_kwargs": dict(self.gen_kwargs),
             "config_file": str(self.config_file) if self.config_file else None,
+            "repeats": self.repeats,
+            "temperature": self.temperature,
             "baseline": str(self.baseline) if self.baseline else None,
             "fail_under": list(self.fail_under),
             "fail_on_regression": self.fail_on_regression,
@@ -123,6 +132,16 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--lmms-gen-kwargs", dest="lmms_gen_kwargs", default=None, help=_SETTINGS["lmms_gen_kwargs"][1]
+    )
+    group.addoption(
+        "--lmms-repeats", dest="lmms_repeats", default=None, metavar="K", help=_SETTINGS["lmms_repeats"][1]
+    )
+    group.addoption(
+        "--lmms-temperature",
+        dest="lmms_temperature",
+        default=None,
+        metavar="T",
+        help=_SETTINGS["lmms_temperature"][1],
     )
     group.addoption(
         "--baseline",
@@ -244,12 +263,22 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         raise pytest.UsageError(
             f"--lmms-fail-on-regression expects a margin (a number), got {regression!r}"
         ) from None
+    repeats = _to_int(setting("lmms_repeats"), "--lmms-repeats", minimum=1) or 1
+    temperature_value = setting("lmms_temperature")
+    try:
+        temperature = None if temperature_value is None else float(temperature_value)
+    except ValueError:
+        raise pytest.UsageError(f"--lmms-temperature expects a number, got {temperature_value!r}") from None
+    if temperature is not None and temperature < 0:
+        raise pytest.UsageError(f"--lmms-temperature must be >= 0, got {temperature}")
     baseline = setting("lmms_baseline")
     if baseline is not None and not Path(baseline).exists():
         raise pytest.UsageError(f"--baseline {baseline}: no such file or folder")
     if margin is not None and baseline is None:
         raise pytest.UsageError("--lmms-fail-on-regression needs a baseline (--baseline RESULTS)")
     return RunConfig(
+        repeats=repeats,
+        temperature=temperature,
         baseline=Path(baseline) if baseline is not None else None,
         fail_under=tuple(fail_under_specs),
         fail_on_regression=margin,

@@ -78,8 +78,17 @@ class TaskFile(pytest.File):
                 yield TaskErrorItem.from_parent(self, name=spec.name, error=str(exc), task_name=spec.name)
                 continue
             state.tasks[task.name] = task
+            repeats = state.run.repeats
             for doc_id in doc_ids:
-                yield SampleItem.from_parent(self, name=f"{task.name}[{doc_id}]", task=task, doc_id=doc_id)
+                if repeats == 1:
+                    yield SampleItem.from_parent(
+                        self, name=f"{task.name}[{doc_id}]", task=task, doc_id=doc_id
+                    )
+                    continue
+                for repeat in range(repeats):
+                    yield SampleItem.from_parent(
+                        self, name=f"{task.name}[{doc_id}#r{repeat}]", task=task, doc_id=doc_id, repeat=repeat
+                    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

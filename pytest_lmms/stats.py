@@ -29,7 +29,18 @@ import numpy.typing as npt
 
 from pytest_lmms.types import Estimate
 
-__all__ = ["Comparison", "bootstrap", "compare", "estimate", "holm"]
+__all__ = [
+    "Comparison",
+    "Stability",
+    "bootstrap",
+    "compare",
+    "design_effect",
+    "estimate",
+    "holm",
+    "power",
+    "sample_size",
+    "stability",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -430,3 +441,198 @@ class _ClusterIndexer:
             # cluster is j - (ends[k] - sizes[k]); add the cluster's start in by_cluster.
             offsets = np.repeat(self.starts[drawn] - (ends - sizes), sizes)
             yield self.by_cluster[offsets + np.arange(int(ends[-1]))]
+
+
+# --------------------------------------------------------------------------------------
+# Power and sample size for paired comparisons
+# --------------------------------------------------------------------------------------
+
+
+def design_effect(cluster_size: float | None = None, icc: float | None = None) -> float:
+    """Kish's design effect ``1 + (m - 1) * ICC`` for clusters of size m (1 without clusters)."""
+    if cluster_size is None and icc is None:
+        return 1.0
+    if cluster_size is None or icc is None:
+        raise ValueError("cluster_size and icc go together: give both or neither")
+    if cluster_size < 1 or not 0.0 <= icc <= 1.0:
+        raise ValueError(f"need cluster_size >= 1 and 0 <= icc <= 1, got {cluster_size} and {icc}")
+    return 1.0 + (cluster_size - 1.0) * icc
+
+
+def _difference_sd(sd: float | None, p: float | None, paired_correlation: float | None) -> float:
+    """SD of one question's score difference between two models.
+
+    From one model's per-question SD (``sd``, or ``sqrt(p (1 - p))`` for an accuracy p,
+    both models alike): ``Var(a - b) = 2 sd^2 (1 - rho)``, rho the correlation of the two
+    models' scores on the same question (0 when unknown: no credit for pairing).
+    """
+    if (sd is None) == (p is None):
+        raise ValueError("give exactly one of sd (score SD) or p (accuracy)")
+    if p is not None:
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"p must be strictly between 0 and 1, got {p}")
+        sd = math.sqrt(p * (1.0 - p))
+    assert sd is not None
+    if sd <= 0:
+        raise ValueError(f"sd must be positive, got {sd}")
+    rho = 0.0 if paired_correlation is None else paired_correlation
+    if not -1.0 <= rho < 1.0:
+        raise ValueError(f"paired_correlation must be in [-1, 1), got {rho}")
+    return sd * math.sqrt(2.0 * (1.0 - rho))
+
+
+def power(
+    n: float,
+    effect: float,
+    sd: float | None = None,
+    p: float | None = None,
+    alpha: float = 0.05,
+    paired_correlation: float | None = None,
+    cluster_size: float | None = None,
+    icc: float | None = None,
+) -> float:
+    """Power of the two-sided paired t test to detect a difference ``effect`` with n questions.
+
+    The test is on n / DE effective questions (DE the design effect of clustered questions)
+    with standardized effect ``effect / SD(a - b)``; power is the mass of the noncentral t
+    beyond both critical values, as in ``statsmodels.stats.power.TTestPower``.
+    """
+    from scipy import stats as scipy_stats
+
+    if effect == 0:
+        raise ValueError("effect must be non-zero")
+    n_effective = n / design_effect(cluster_size, icc)
+    if n_effective < 2:
+        raise ValueError(f"need at least 2 effective questions, got {n_effective:g}")
+    d = abs(effect) / _difference_sd(sd, p, paired_correlation)
+    df = n_effective - 1
+    critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+    noncentrality = d * math.sqrt(n_effective)
+    # Two-sided power of the one-sample t test: Cohen (1988), ch. 2; noncentral t tails.
+    return float(
+        scipy_stats.nct.sf(critical, df, noncentrality) + scipy_stats.nct.cdf(-critical, df, noncentrality)
+    )
+
+
+def sample_size(
+    effect: float,
+    sd: float | None = None,
+    p: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,  # noqa: A002 - the statistical name
+    paired_correlation: float | None = None,
+    cluster_size: float | None = None,
+    icc: float | None = None,
+) -> int:
+    """The smallest number of questions whose :func:`power` reaches ``power``."""
+    if not 0.0 < power < 1.0 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha and power must be in (0, 1), got {alpha} and {power}")
+    kwargs = dict(
+        sd=sd, p=p, alpha=alpha, paired_correlation=paired_correlation, cluster_size=cluster_size, icc=icc
+    )
+    minimum = math.ceil(2 * design_effect(cluster_size, icc))
+
+    def enough(n: int) -> bool:
+        return _power(n, effect, **kwargs) >= power  # type: ignore[arg-type]
+
+    high = max(minimum, 2)
+    while not enough(high):
+        high *= 2
+        if high > 10**12:
+            raise ValueError("effect too small: no sample size below 10^12 reaches that power")
+    low = max(minimum, high // 2)
+    while low < high:
+        middle = (low + high) // 2
+        if enough(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
+_power = power
+
+
+# --------------------------------------------------------------------------------------
+# Stability over repeated samples of the same question
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stability:
+    """How stable a model's answers are over k samples of each question."""
+
+    expected_accuracy: float  # EA
+    consensus_accuracy: float  # CA
+    internal_variance: float  # IV
+    consistency_rate: float  # CR
+    n_questions: int
+    k: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "expected_accuracy": self.expected_accuracy,
+            "consensus_accuracy": self.consensus_accuracy,
+            "internal_variance": self.internal_variance,
+            "consistency_rate": self.consistency_rate,
+            "n_questions": self.n_questions,
+            "k": self.k,
+        }
+
+
+def stability(
+    scores_by_repeat: Mapping[str, Sequence[float]],
+    answers_by_repeat: Mapping[str, Sequence[str]] | None = None,
+) -> Stability:
+    """EA, CA, IV and CR over questions asked k >= 2 times each.
+
+    - expected accuracy: the mean over questions of each question's mean score;
+    - consensus accuracy: the mean over questions of the majority answer's score. With
+      ``answers_by_repeat`` the majority is the most frequent answer (compare normalized
+      answers); on a tie between answers the question scores the mean of the tied
+      answers' scores (a 1-1 tie between a right and a wrong answer counts 0.5). Without
+      answers it is the median score (the majority of right/wrong, 0.5 on an even split);
+    - internal variance: the mean over questions of the variance of its k scores
+      (population variance, ddof=0: p (1 - p) for a question right a share p of the time);
+    - consistency rate: the share of questions whose k answers (or, without answers, k
+      scores) are all the same.
+
+    A question with fewer than 2 samples, a NaN score, or answers that do not line up
+    with the scores: ``ValueError`` naming the question. ``k`` reported is the smallest.
+    """
+    if not scores_by_repeat:
+        raise ValueError("no questions")
+    ea, ca, iv, consistent = [], [], [], 0
+    k_min = None
+    for question, raw_scores in scores_by_repeat.items():
+        scores = np.asarray(raw_scores, dtype=np.float64)
+        if scores.size < 2:
+            raise ValueError(f"question {question!r} has {scores.size} sample(s); stability needs k >= 2")
+        if not np.all(np.isfinite(scores)):
+            raise ValueError(f"question {question!r} has a NaN or infinite score")
+        k_min = scores.size if k_min is None else min(k_min, scores.size)
+        ea.append(float(scores.mean()))
+        iv.append(float(scores.var()))
+        if answers_by_repeat is None:
+            ca.append(float(np.median(scores)))
+            consistent += bool(np.all(scores == scores[0]))
+            continue
+        answers = list(answers_by_repeat.get(question, ()))
+        if len(answers) != scores.size:
+            raise ValueError(f"question {question!r}: {len(answers)} answers for {scores.size} scores")
+        by_answer: dict[str, list[float]] = {}
+        for answer, score in zip(answers, scores, strict=True):
+            by_answer.setdefault(answer, []).append(float(score))
+        top = max(len(v) for v in by_answer.values())
+        tied = [v for v in by_answer.values() if len(v) == top]
+        ca.append(float(np.mean([np.mean(v) for v in tied])))
+        consistent += len(by_answer) == 1
+    n = len(ea)
+    return Stability(
+        expected_accuracy=float(np.mean(ea)),
+        consensus_accuracy=float(np.mean(ca)),
+        internal_variance=float(np.mean(iv)),
+        consistency_rate=consistent / n,
+        n_questions=n,
+        k=int(k_min or 0),
+    )

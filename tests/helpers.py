@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # A backend for pytester sessions. It answers the text after "reply " in the prompt, so
-# each document decides its own answer. "FAIL" answers raise; every answered request is
+# each document decides its own answer ("a|b|c" answers a, b, c to repeats 0, 1, 2). "FAIL" answers raise; every answered request is
 # logged (one doc id per line) to $SCRIPTED_LOG, so tests count real model calls, and each
 # batch's size to $SCRIPTED_BATCHES;
 # $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered.
@@ -41,6 +41,8 @@ class ScriptedBackend:
         out = []
         for request in requests:
             reply = request.prompt_text.rpartition("reply ")[2].strip()
+            options = reply.split("|")
+            reply = options[request.repeat % len(options)]
             if reply == "FAIL":
                 out.append(RuntimeError(f"server said no to {request.doc_id}"))
             else:

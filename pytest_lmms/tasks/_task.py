@@ -316,7 +316,13 @@ class Task:
             scored = [r for r in results if name in r.scores]
             if not scored:
                 continue
-            clusters = [r.cluster_id for r in scored] if self.spec.cluster_key else None
+            if self.spec.cluster_key:
+                clusters: list[str | None] | None = [r.cluster_id for r in scored]
+            elif any(r.repeat for r in scored):
+                # k answers to one question are correlated: the question is the cluster.
+                clusters = [r.doc_id for r in scored]
+            else:
+                clusters = None
             aggregation = self._aggregations.get(name)
             if aggregation is None:
                 out[name] = stats.estimate([r.scores[name] for r in scored], clusters=clusters)

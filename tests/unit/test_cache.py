@@ -236,10 +236,11 @@ def test_transport_fields_cover_the_documented_names() -> None:
 # -- what is stored ----------------------------------------------------------------------------
 
 
-def test_only_deterministic_non_empty_responses_are_cacheable() -> None:
+def test_only_deterministic_or_seeded_non_empty_responses_are_cacheable() -> None:
     answer = Response(text="B")
     assert is_cacheable(make_request(), answer)
     assert not is_cacheable(make_request(gen=GenParams(temperature=0.7)), answer)
+    assert is_cacheable(make_request(gen=GenParams(temperature=0.7, seed=3)), answer)
     assert not is_cacheable(make_request(), Response(text=""))
 
 
@@ -276,9 +277,7 @@ def test_stored_value_is_a_json_blob_with_inspection_fields(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("request_", "response"),
     [
-        pytest.param(
-            make_request(gen=GenParams(temperature=0.7, seed=3)), Response("B"), id="sampled"
-        ),
+        pytest.param(make_request(gen=GenParams(temperature=0.7)), Response("B"), id="sampled-unseeded"),
         pytest.param(make_request(), Response(""), id="empty-text"),
     ],
 )
