@@ -7,7 +7,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,50 @@ def apply_gen_overrides(gen: GenParams, overrides: dict[str, str]) -> GenParams:
     return dataclasses.replace(gen, **changes) if changes else gen
 
 
+class ModelRunner:
+    """One model of the run (the model, or the baseline model): backend identity and engine."""
+
+    def __init__(self, session: LmmsSession, spec: str, args: Mapping[str, str]) -> None:
+        self.session = session
+        self.spec = spec
+        self.args = dict(args)
+        self._identity: dict[str, Any] | None = None
+        self._probe: Backend | None = None
+        self._engine: Engine | None = None
+
+    def _make_backend(self) -> Backend:
+        from pytest_lmms.models import create_backend
+
+        return create_backend(self.spec, self.args)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            # Constructing a backend must be cheap (no weights, no server): the real work
+            # starts on its first generate call, so a fully cached run never loads a model.
+            self._probe = self._make_backend()
+            self._identity = dict(self._probe.identity())
+        return self._identity
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from pytest_lmms.models._engine import Engine
+
+            identity = self.identity
+            probe = self._probe
+
+            def factory() -> Backend:
+                return probe if probe is not None else self._make_backend()
+
+            self._engine = Engine(factory, identity, self.session.cache)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
 class LmmsSession:
     """Everything a run shares: built lazily, so a session without samples costs nothing."""
 
@@ -61,10 +105,11 @@ class LmmsSession:
         self.is_worker = hasattr(config, "workerinput")
         self._index: TaskIndex | None = None
         self._selected: set[str] | None = None
-        self._engine: Engine | None = None
         self._cache: Any = None
-        self._identity: dict[str, Any] | None = None
-        self._backend_probe: Backend | None = None
+        self.models = [ModelRunner(self, run.model, run.model_args)]
+        if run.baseline_model:
+            self.models.append(ModelRunner(self, run.baseline_model, run.baseline_model_args))
+        self.baseline_results: list[SampleResult] = []
         self._gen_by_task: dict[str, GenParams] = {}
         self._reasoning_override: tuple[tuple[str, str], ...] | None = None
         self.results: list[SampleResult] = []
@@ -91,46 +136,43 @@ class LmmsSession:
             sys.modules["torch"].manual_seed(self.run.seed)
 
     # ---- selection -------------------------------------------------------------------
+    def resolve_selection(self) -> None:
+        """Expand --tasks (names, groups, globs) over the collected paths; a usage error if
+        a pattern matches nothing."""
+        if not self.run.tasks or self._selected is not None:
+            return
+        from pytest_lmms.tasks import TaskConfigError, discover
+
+        paths = [Path(a.split("::")[0]) for a in self.config.args] or [self.config.rootpath]
+        paths = [p if p.is_dir() else p.parent for p in paths if p.exists()]
+        self._index = discover(paths or [self.config.rootpath])
+        try:
+            self._selected = self._index.select(self.run.tasks)
+        except TaskConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
     def selected(self, task_name: str) -> bool:
         if not self.run.tasks:
             return True
-        if self._selected is None:
-            from pytest_lmms.tasks import discover
+        self.resolve_selection()
+        return self._selected is not None and task_name in self._selected
 
-            paths = [Path(a.split("::")[0]) for a in self.config.args] or [self.config.rootpath]
-            paths = [p if p.is_dir() else p.parent for p in paths if p.exists()]
-            self._index = discover(paths or [self.config.rootpath])
-            self._selected = self._index.select(self.run.tasks)
-        return task_name in self._selected
+    # ---- models ----------------------------------------------------------------------
+    @property
+    def model(self) -> ModelRunner:
+        return self.models[0]
 
-    # ---- model -----------------------------------------------------------------------
-    def _make_backend(self) -> Backend:
-        from pytest_lmms.models import create_backend
-
-        return create_backend(self.run.model, self.run.model_args)
+    @property
+    def baseline_model(self) -> ModelRunner | None:
+        return self.models[1] if len(self.models) > 1 else None
 
     @property
     def identity(self) -> dict[str, Any]:
-        if self._identity is None:
-            # Constructing a backend must be cheap (no weights, no server): the real work
-            # starts on its first generate call, so a fully cached run never loads a model.
-            self._backend_probe = self._make_backend()
-            self._identity = dict(self._backend_probe.identity())
-        return self._identity
+        return self.model.identity
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            from pytest_lmms.models._engine import Engine
-
-            identity = self.identity
-            probe = self._backend_probe
-
-            def factory() -> Backend:
-                return probe if probe is not None else self._make_backend()
-
-            self._engine = Engine(factory, identity, self.cache)
-        return self._engine
+        return self.model.engine
 
     @property
     def cache(self) -> Any:
@@ -162,29 +204,31 @@ class LmmsSession:
             return self._reasoning_override
         return task.reasoning_tags
 
-    def render(self, task: Task, doc_id: str, repeat: int) -> tuple[str, Request, dict[str, Any]]:
+    def render(self, task: Task, doc_id: str, repeat: int) -> tuple[tuple[str, ...], Request, dict[str, Any]]:
+        """The request of one sample, with its cache key for each model of the run."""
         from pytest_lmms.cache import cache_key
 
         doc = task.doc(doc_id)
         request = task.request(doc, repeat=repeat, gen=self.gen_for(task, repeat))
-        return cache_key(self.identity, request), request, doc
+        return tuple(cache_key(model.identity, request) for model in self.models), request, doc
 
     def plan(self, items: Sequence[Any]) -> None:
-        """Render every sample of this process up front and hand them to the engine."""
+        """Render every sample of this process up front and hand them to the engines."""
         entries = []
         for item in items:
             if item.plan_tried:
                 continue
             item.plan_tried = True
             try:
-                key, request, doc = self.render(item.task, item.doc_id, item.repeat)
+                keys, request, doc = self.render(item.task, item.doc_id, item.repeat)
             except Exception as exc:  # noqa: BLE001 - the item reports it when it runs
                 item.plan_error = exc
                 continue
-            item.planned = (key, request, doc)
-            entries.append((key, request))
-        if entries:
-            self.engine.plan(entries)
+            item.planned = (keys, request, doc)
+            entries.append((keys, request))
+        for index, model in enumerate(self.models):
+            if entries:
+                model.engine.plan([(keys[index], request) for keys, request in entries])
 
     # ---- results ---------------------------------------------------------------------
     @property
@@ -197,13 +241,17 @@ class LmmsSession:
             self._writer = SamplesWriter(self.run_dir)
         return self._writer
 
-    def record(self, result: dict[str, Any]) -> None:
-        self.writer.write(result)
-        self.results.append(SampleResult.from_json(result))
+    def record(self, result: dict[str, Any], baseline: bool = False) -> None:
+        if baseline:
+            self.writer.write(result, prefix="baseline_samples_")
+            self.baseline_results.append(SampleResult.from_json(result))
+        else:
+            self.writer.write(result)
+            self.results.append(SampleResult.from_json(result))
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        for model in self.models:
+            model.close()
         if self._cache is not None:
             self._cache.close()
         if self._writer is not None:

@@ -61,7 +61,12 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
         "throughput": throughput(state.results, wall_s),
         "results_file": str(results_path),
     }
-    data["comparison"] = _compare_with_baseline(state, by_task) if state.run.baseline else None
+    if state.run.baseline:
+        data["comparison"] = _compare_with_baseline(state, by_task)
+    elif state.baseline_model is not None:
+        data["comparison"] = _compare_with_baseline_model(state, by_task)
+    else:
+        data["comparison"] = None
     data["gates"] = _check_gates(state, data)
     write_results(results_path, data)
     return data
@@ -110,6 +115,38 @@ def _compare_with_baseline(state: LmmsSession, by_task: dict[str, list[SampleRes
     }
 
 
+def _compare_with_baseline_model(
+    state: LmmsSession, by_task: dict[str, list[SampleResult]]
+) -> dict[str, Any]:
+    from pytest_lmms.report import compare_runs
+
+    model = state.baseline_model
+    assert model is not None
+    baseline_by_task: dict[str, list[SampleResult]] = defaultdict(list)
+    for result in state.baseline_results:
+        baseline_by_task[result.task].append(result)
+    primary = {name: task.primary_metric for name, task in state.tasks.items() if task.primary_metric}
+    clustered = {name: task.spec.cluster_key is not None for name, task in state.tasks.items()}
+    metrics: dict[str, Any] = {}
+    for name, results in baseline_by_task.items():
+        task = state.tasks.get(name)
+        if task is not None:
+            metrics[name] = {metric: est.to_json() for metric, est in task.aggregate(results).items()}
+    writer = state._writer
+    return {
+        "baseline": None,
+        "baseline_model": model.spec,
+        "baseline_identity": _safe(lambda: model.identity),
+        "baseline_metrics": metrics,
+        "baseline_samples": {
+            name: str(writer.path_for(name, "baseline_samples_"))
+            for name in baseline_by_task
+            if writer is not None
+        },
+        "tasks": compare_runs(by_task, baseline_by_task, primary, clustered),
+    }
+
+
 def _check_gates(state: LmmsSession, data: dict[str, Any]) -> dict[str, Any]:
     from pytest_lmms.report import FailUnder, GateFailure, check_fail_under, check_regressions
 
@@ -133,8 +170,12 @@ def _check_gates(state: LmmsSession, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _safe_identity(state: LmmsSession) -> dict[str, Any] | None:
+    return _safe(lambda: state.identity)
+
+
+def _safe(get: Any) -> Any:
     try:
-        return state.identity
+        return get()
     except Exception:  # noqa: BLE001 - the summary must not fail on a backend that cannot start
         return None
 

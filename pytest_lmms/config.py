@@ -42,6 +42,11 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "temperature",
         "sampling temperature for every task (default 0.7 with --lmms-repeats > 1)",
     ),
+    "lmms_baseline_model": (
+        "baseline_model",
+        "a second model (BACKEND:MODEL_ID) asked the same samples in this session, for paired comparisons",
+    ),
+    "lmms_baseline_model_args": ("baseline_model_args", "backend arguments of the baseline model as k=v,..."),
     "lmms_baseline": (
         "baseline",
         "a previous run's results.json (or its folder): adds paired comparisons per task",
@@ -70,6 +75,8 @@ class RunConfig:
     repeats: int = 1
     temperature: float | None = None
     baseline: Path | None = None
+    baseline_model: str | None = None
+    baseline_model_args: Mapping[str, str] = field(default_factory=dict)
     fail_under: tuple[str, ...] = ()
     fail_on_regression: float | None = None
 
@@ -89,6 +96,8 @@ class RunConfig:
             "repeats": self.repeats,
             "temperature": self.temperature,
             "baseline": str(self.baseline) if self.baseline else None,
+            "baseline_model": self.baseline_model,
+            "baseline_model_args": _redact(self.baseline_model_args),
             "fail_under": list(self.fail_under),
             "fail_on_regression": self.fail_on_regression,
         }
@@ -142,6 +151,19 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="T",
         help=_SETTINGS["lmms_temperature"][1],
+    )
+    group.addoption(
+        "--baseline-model",
+        dest="lmms_baseline_model",
+        default=None,
+        metavar="BACKEND:MODEL_ID",
+        help=_SETTINGS["lmms_baseline_model"][1],
+    )
+    group.addoption(
+        "--baseline-model-args",
+        dest="lmms_baseline_model_args",
+        default=None,
+        help=_SETTINGS["lmms_baseline_model_args"][1],
     )
     group.addoption(
         "--baseline",
@@ -274,12 +296,21 @@ def build_run_config(config: pytest.Config) -> RunConfig:
     baseline = setting("lmms_baseline")
     if baseline is not None and not Path(baseline).exists():
         raise pytest.UsageError(f"--baseline {baseline}: no such file or folder")
-    if margin is not None and baseline is None:
-        raise pytest.UsageError("--lmms-fail-on-regression needs a baseline (--baseline RESULTS)")
+    baseline_model = setting("lmms_baseline_model")
+    if baseline is not None and baseline_model is not None:
+        raise pytest.UsageError(
+            "give --baseline (a saved run) or --baseline-model (a second model), not both"
+        )
+    if margin is not None and baseline is None and baseline_model is None:
+        raise pytest.UsageError(
+            "--lmms-fail-on-regression needs a baseline (--baseline RESULTS or --baseline-model SPEC)"
+        )
     return RunConfig(
         repeats=repeats,
         temperature=temperature,
         baseline=Path(baseline) if baseline is not None else None,
+        baseline_model=baseline_model,
+        baseline_model_args=parse_kv(setting("lmms_baseline_model_args"), "--baseline-model-args"),
         fail_under=tuple(fail_under_specs),
         fail_on_regression=margin,
         model=str(setting("lmms_model") or DEFAULT_MODEL),

@@ -19,6 +19,7 @@ SESSION_KEY = pytest.StashKey[LmmsSession]()
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 RESULT_PROPERTY = "lmms_result"
 TASK_PROPERTY = "lmms_task"
+BASELINE_PROPERTY = "lmms_baseline_result"
 WRONG_PROPERTY = "lmms_wrong"
 
 
@@ -91,14 +92,19 @@ class TaskFile(pytest.File):
                     )
 
 
+def pytest_collection(session: pytest.Session) -> None:
+    _state(session.config).resolve_selection()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if any(isinstance(item, SampleItem) for item in items):
         from pytest_lmms.models import resolve_backend
 
-        try:
-            resolve_backend(_state(config).run.model)
-        except (ValueError, ImportError) as exc:
-            raise pytest.UsageError(str(exc)) from None
+        for model in _state(config).models:
+            try:
+                resolve_backend(model.spec)
+            except (ValueError, ImportError) as exc:
+                raise pytest.UsageError(str(exc)) from None
 
 
 class TaskErrorItem(pytest.Item):
@@ -128,7 +134,7 @@ class SampleItem(pytest.Item):
         self.doc_id = doc_id
         self.repeat = repeat
         self.user_properties.append((TASK_PROPERTY, task.name))
-        self.planned: tuple[str, Any, dict[str, Any]] | None = None
+        self.planned: tuple[tuple[str, ...], Any, dict[str, Any]] | None = None
         self.plan_error: BaseException | None = None
         self.plan_tried = False
 
@@ -145,13 +151,16 @@ class SampleItem(pytest.Item):
                 self.planned = state.render(self.task, self.doc_id, self.repeat)
             except Exception as exc:  # noqa: BLE001
                 raise SampleFailure(f"could not render the request: {type(exc).__name__}: {exc}") from exc
-        key, request, doc = self.planned
-        try:
-            response = state.engine.response(key, request).result()
-        except Exception as exc:  # noqa: BLE001 - a failed call is never scored
-            raise SampleFailure(f"model call failed: {type(exc).__name__}: {exc}") from exc
-        self.planned = None  # free the rendered request (media) once answered
-        self._score(state, doc, response)
+        keys, request, doc = self.planned
+        self.planned = None  # the rendered request (media) is not kept once asked
+        futures = [model.engine.response(key, request) for model, key in zip(state.models, keys, strict=True)]
+        for index, future in enumerate(futures):
+            try:
+                response = future.result()
+            except Exception as exc:  # noqa: BLE001 - a failed call is never scored
+                who = "model" if index == 0 else f"baseline model ({state.models[index].spec})"
+                raise SampleFailure(f"{who} call failed: {type(exc).__name__}: {exc}") from exc
+            self._score(state, doc, response, baseline=index > 0)
 
     def _items_to_plan(self, state: LmmsSession) -> list[SampleItem]:
         if state.is_worker:
@@ -177,7 +186,7 @@ class SampleItem(pytest.Item):
             return [items[i] for i in indices if 0 <= i < len(items) and isinstance(items[i], SampleItem)]
         return []
 
-    def _score(self, state: LmmsSession, doc: dict[str, Any], response: Any) -> None:
+    def _score(self, state: LmmsSession, doc: dict[str, Any], response: Any, baseline: bool = False) -> None:
         from pytest_lmms.scoring import strip_reasoning
 
         task = self.task
@@ -185,14 +194,16 @@ class SampleItem(pytest.Item):
         text = strip_reasoning(raw, state.reasoning_tags(task))
         try:
             scores = task.score(doc, text)
+            target = task.target(doc)
+            cluster_id = task.cluster_id(doc)
         except Exception as exc:  # noqa: BLE001
             raise SampleFailure(f"scoring failed: {type(exc).__name__}: {exc}") from exc
         result = {
             "task": task.name,
             "doc_id": self.doc_id,
-            "cluster_id": task.cluster_id(doc),
+            "cluster_id": cluster_id,
             "repeat": self.repeat,
-            "target": task.target(doc),
+            "target": target,
             "response": text,
             "raw": raw,
             "scores": scores,
@@ -201,6 +212,9 @@ class SampleItem(pytest.Item):
             "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens,
         }
+        if baseline:
+            self.user_properties.append((BASELINE_PROPERTY, result))
+            return
         self.user_properties.append((RESULT_PROPERTY, result))
         primary = task.primary_metric
         if primary is not None and task.higher_is_better(primary) and scores.get(primary) == 0:
@@ -235,6 +249,8 @@ class ResultCollector:
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY:
                 self.state.record(value)
+            elif name == BASELINE_PROPERTY:
+                self.state.record(value, baseline=True)
             elif name == TASK_PROPERTY and report.failed:
                 self.state.failed[value] = self.state.failed.get(value, 0) + 1
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 # A backend for pytester sessions. It answers the text after "reply " in the prompt, so
-# each document decides its own answer ("a|b|c" answers a, b, c to repeats 0, 1, 2). "FAIL" answers raise; every answered request is
+# each document decides its own answer ("a|b|c" answers a, b, c to repeats 0, 1, 2); the
+# model "worse" answers "nope" to every even doc id, and the model "down" fails every call. "FAIL" answers raise; every answered request is
 # logged (one doc id per line) to $SCRIPTED_LOG, so tests count real model calls, and each
 # batch's size to $SCRIPTED_BATCHES;
 # $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered.
@@ -43,7 +44,9 @@ class ScriptedBackend:
             reply = request.prompt_text.rpartition("reply ")[2].strip()
             options = reply.split("|")
             reply = options[request.repeat % len(options)]
-            if reply == "FAIL":
+            if self.model_id == "worse" and int(request.doc_id) % 2 == 0:
+                reply = "nope"
+            if reply == "FAIL" or self.model_id == "down":
                 out.append(RuntimeError(f"server said no to {request.doc_id}"))
             else:
                 out.append(Response(text=reply, input_tokens=len(request.prompt_text), output_tokens=1, latency_s=0.001))

@@ -29,21 +29,17 @@ class SamplesWriter:
         self.run_dir = run_dir
         self._files: dict[str, IO[bytes]] = {}
 
-    def path_for(self, task: str) -> Path:
-        return self.run_dir / f"samples_{task}.jsonl"
+    def path_for(self, task: str, prefix: str = "samples_") -> Path:
+        return self.run_dir / f"{prefix}{task}.jsonl"
 
-    def write(self, result: Mapping[str, Any]) -> None:
+    def write(self, result: Mapping[str, Any], prefix: str = "samples_") -> None:
         task = str(result["task"])
-        handle = self._files.get(task)
+        handle = self._files.get(prefix + task)
         if handle is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            handle = self._files[task] = open(self.path_for(task), "ab")  # noqa: SIM115
+            handle = self._files[prefix + task] = open(self.path_for(task, prefix), "ab")  # noqa: SIM115
         handle.write(orjson.dumps(result) + b"\n")
         handle.flush()
-
-    @property
-    def written(self) -> dict[str, Path]:
-        return {task: self.path_for(task) for task in self._files}
 
     def close(self) -> None:
         for handle in self._files.values():

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_lmms.tasks._spec import GroupSpec, TaskConfigError, TaskSpec, is_task_file, load_specs
+from pytest_lmms.tasks._spec import GroupSpec, TaskConfigError, TaskSpec, _where, is_task_file, load_specs
 from pytest_lmms.tasks._task import Task
 
 
@@ -65,8 +65,12 @@ def discover(paths: Sequence[str | Path]) -> TaskIndex:
             for spec in specs:
                 if isinstance(spec, GroupSpec):
                     index.groups[spec.name] = spec.tasks
-                else:
-                    index.tasks.setdefault(spec.name, path)
+                    continue
+                known = index.tasks.setdefault(spec.name, path)
+                if known.resolve() != path.resolve():
+                    # Two definitions of one name: keep the first, never pick one silently.
+                    duplicate = f"{_where(path)}: task '{spec.name}' is already defined in {_where(known)}"
+                    index.errors[path] = "; ".join(filter(None, (index.errors.get(path), duplicate)))
     return index
 
 

@@ -35,13 +35,26 @@ class Source:
             f"cannot be loaded: {type(exc).__name__}: {exc}"
         )
 
+    def _fail(self, problem: str) -> DatasetError:
+        return DatasetError(f"{_where(self.spec.source_path)}: task '{self.spec.name}': {self.describe()}: {problem}")
+
     def ids(self, limit: int | None = None) -> list[str]:
         try:
-            return self._read_ids(limit)
+            ids = self._read_ids(limit)
         except DatasetError:
             raise
         except Exception as exc:  # noqa: BLE001 - every loader error is named the same way
             raise self._error(exc) from exc
+        # A repeated id would evaluate one document twice and another never.
+        seen: set[str] = set()
+        for doc_id in ids:
+            if doc_id in seen:
+                raise self._fail(
+                    f"document id {doc_id!r} appears more than once in column {self.id_column!r} "
+                    "(set doc_id_column to a unique column)"
+                )
+            seen.add(doc_id)
+        return ids
 
     def rows(self) -> list[dict[str, Any]]:
         if self._rows is None:
@@ -97,9 +110,9 @@ class JsonlSource(Source):
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise DatasetError(f"{self.path}:{index + 1}: not valid JSON: {exc}") from None
+            raise self._fail(f"{self.path}:{index + 1}: not valid JSON: {exc}") from None
         if not isinstance(row, dict):
-            raise DatasetError(f"{self.path}:{index + 1}: expected a JSON object per line")
+            raise self._fail(f"{self.path}:{index + 1}: expected a JSON object per line")
         return row
 
     def _read_rows(self) -> list[dict[str, Any]]:
@@ -121,7 +134,7 @@ class ParquetSource(Source):
             return [str(i) for i in range(min(count, limit) if limit else count)]
         table = file.read(columns=[self.id_column])
         values = table.column(0).to_pylist()
-        return [str(v) for v in (values[:limit] if limit else values)]
+        return _ids_from(values[:limit] if limit else values)
 
     def _read_rows(self) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
@@ -156,10 +169,7 @@ class HFSource(Source):
                 )
             if isinstance(loaded, datasets.DatasetDict):
                 if self.spec.test_split not in loaded:
-                    raise DatasetError(
-                        f"{_where(self.spec.source_path)}: task '{self.spec.name}': split "
-                        f"{self.spec.test_split!r} not in {sorted(loaded)}"
-                    )
+                    raise self._fail(f"split {self.spec.test_split!r} not in {sorted(loaded)}")
                 loaded = loaded[self.spec.test_split]
             self._dataset = loaded
         return self._dataset
@@ -169,7 +179,7 @@ class HFSource(Source):
         count = len(dataset) if limit is None else min(limit, len(dataset))
         if self.id_column not in dataset.column_names:
             return [str(i) for i in range(count)]
-        return [str(v) for v in dataset.select_columns([self.id_column]).select(range(count))[self.id_column]]
+        return _ids_from(dataset.select_columns([self.id_column]).select(range(count))[self.id_column])
 
     def _read_rows(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self.dataset()]
@@ -188,6 +198,11 @@ class FolderSource(Source):
             {"id": str(p.relative_to(self.folder).with_suffix("")), "path": str(p), "name": p.name}
             for p in files
         ]
+
+
+def _ids_from(values: Any) -> list[str]:
+    # The same rule as Source._id_of: a missing id is the row index.
+    return [str(i) if v is None else str(v) for i, v in enumerate(values)]
 
 
 def open_source(spec: TaskSpec) -> Source:

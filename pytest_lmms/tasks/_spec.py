@@ -140,8 +140,8 @@ def _where(path: Path) -> str:
 
 def read_yaml_documents(path: Path) -> list[dict[str, Any]]:
     try:
-        text = path.read_text()
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise TaskConfigError(f"{_where(path)}: cannot read: {exc}") from None
 
     def make_loader(stream: str) -> _Loader:
@@ -230,14 +230,16 @@ def _generation(raw: Any, where: str) -> GenParams:
     stop = raw.get("until", raw.get("stop", ()))
     if isinstance(stop, str):
         stop = (stop,)
+    # GenParams has slots: its class attributes are descriptors, so read defaults from an instance.
+    default = GenParams()
     try:
-        temperature = float(raw.get("temperature", 0.0))
+        temperature = float(raw.get("temperature", default.temperature))
         if raw.get("do_sample") is False:
             temperature = 0.0
         return GenParams(
-            max_new_tokens=int(raw.get("max_new_tokens", GenParams.max_new_tokens)),
+            max_new_tokens=int(raw.get("max_new_tokens", default.max_new_tokens)),
             temperature=temperature,
-            top_p=float(raw.get("top_p", 1.0)),
+            top_p=float(raw.get("top_p", default.top_p)),
             stop=tuple(stop or ()),
             seed=None if raw.get("seed") is None else int(raw["seed"]),
         )
@@ -271,6 +273,13 @@ def _metrics(raw: Any, where: str) -> tuple[MetricSpec, ...]:
         kwargs = {k: v for k, v in entry.items() if k not in METRIC_FIELDS}
         out.append(MetricSpec(entry["metric"], aggregation, higher, kwargs))
     return tuple(out)
+
+
+def _reasoning_tags(value: Any) -> Any:
+    # YAML reads a bare off / false / no as False (and on / true / yes as True).
+    if isinstance(value, bool):
+        return None if value else "off"
+    return value
 
 
 def _spec_from(raw: dict[str, Any], path: Path) -> TaskSpec | GroupSpec:
@@ -325,7 +334,7 @@ def _spec_from(raw: dict[str, Any], path: Path) -> TaskSpec | GroupSpec:
         generation=_generation(raw.get("generation_kwargs"), where),
         metrics=_metrics(raw.get("metric_list"), where),
         cluster_key=_typed(raw, "cluster_key", (str,), where),
-        reasoning_tags=raw.get("reasoning_tags"),
+        reasoning_tags=_reasoning_tags(raw.get("reasoning_tags")),
         output_type=output_type,
         metadata=_typed(raw, "metadata", (dict,), where) or {},
     )

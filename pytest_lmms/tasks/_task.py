@@ -27,17 +27,20 @@ from pytest_lmms.types import (
     TextPart,
 )
 
-_MODULES: dict[Path, ModuleType] = {}
+# file -> ((mtime_ns, size), module): an edited file is imported again (in-process evaluate()).
+_MODULES: dict[Path, tuple[tuple[int, int], ModuleType]] = {}
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 
 
 def _module_from(folder: Path, module: str) -> ModuleType:
     file = (folder / Path(*module.split("."))).with_suffix(".py").resolve()
-    cached = _MODULES.get(file)
-    if cached is not None:
-        return cached
     if not file.is_file():
         raise FileNotFoundError(f"no module file {file}")
+    stat = file.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    cached = _MODULES.get(file)
+    if cached is not None and cached[0] == version:
+        return cached[1]
     # A unique name per file: two benchmark folders may each have a utils.py.
     name = f"pytest_lmms_tasks_{hashlib.sha1(str(file).encode()).hexdigest()[:12]}_{file.stem}"
     spec = importlib.util.spec_from_file_location(name, file)
@@ -49,7 +52,7 @@ def _module_from(folder: Path, module: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
-    _MODULES[file] = loaded
+    _MODULES[file] = (version, loaded)
     return loaded
 
 

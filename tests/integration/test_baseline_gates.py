@@ -12,7 +12,7 @@ from statsmodels.stats.multitest import multipletests
 
 from pytest_lmms.report import FailUnder, check_regressions, regression_p_value
 from pytest_lmms.stats import compare
-from tests.helpers import qa_rows, qa_task_yaml, write_jsonl
+from tests.helpers import model_calls, qa_rows, qa_task_yaml, write_jsonl
 
 
 def write_task(pytester: pytest.Pytester, name: str, n: int, wrong: list[int]) -> None:
@@ -171,8 +171,52 @@ def test_compare_command_on_two_saved_runs(
     write_task(lmms_project, "qa", 30, wrong=[0, 1, 2, 3, 4, 5])
     run(lmms_project, "new")
     capsys.readouterr()
-    assert main(["compare", str(lmms_project.path / "results/new"), str(lmms_project.path / "results/base")]) == 0
+    assert (
+        main(["compare", str(lmms_project.path / "results/new"), str(lmms_project.path / "results/base")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "qa" in out and "-0.2000" in out and "24/0/6/0" in out
     assert main(["compare", str(lmms_project.path / "results/new"), str(lmms_project.path / "nowhere")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_baseline_model_in_the_same_session(lmms_project: pytest.Pytester, model_log: Path) -> None:
+    write_task(lmms_project, "qa", 40, wrong=[])
+    args = ("--baseline-model=scripted:m", "--lmms-fail-on-regression")
+    result = lmms_project.runpytest(
+        "--model=scripted:worse", "--lmms-output=results", "--lmms-run-name=pair", "--lmms-cache=cache", *args
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes() == {"passed": 20, "wrong": 20}
+    result.stdout.fnmatch_lines(
+        [
+            "*paired comparison with baseline scripted:m*",
+            "qa*exact_match*0.5000*1.0000*-0.5000*20/0/20/0*",
+            "*gate failed (regression): qa:exact_match*",
+        ]
+    )
+    comparison = results(lmms_project, "pair")["comparison"]
+    assert comparison["baseline_metrics"]["qa"]["exact_match"]["value"] == 1.0
+    assert len(Path(comparison["baseline_samples"]["qa"]).read_text().splitlines()) == 40
+    assert len(model_calls(model_log)) == 80  # each sample asked of both models, once
+    lmms_project.runpytest("--model=scripted:worse", "--lmms-output=results", "--lmms-cache=cache", *args)
+    assert len(model_calls(model_log)) == 80  # both models' answers come from the cache
+
+
+def test_a_failed_baseline_call_fails_the_sample(lmms_project: pytest.Pytester) -> None:
+    write_task(lmms_project, "qa", 2, wrong=[])
+    result = lmms_project.runpytest(
+        "--model=scripted:m", "--baseline-model=scripted:down", "--lmms-cache=cache"
+    )
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*qa[[]0[]]: baseline model (scripted:down) call failed: RuntimeError*"])
+
+
+def test_bad_baseline_options_are_usage_errors(lmms_project: pytest.Pytester) -> None:
+    write_task(lmms_project, "qa", 2, wrong=[])
+    result = lmms_project.runpytest("--model=scripted:m", "--baseline-model=nosuch:x", "--lmms-cache=cache")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown model backend 'nosuch'*"])
+    both = lmms_project.runpytest("--baseline=x", "--baseline-model=scripted:m")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR

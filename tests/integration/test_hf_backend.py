@@ -137,9 +137,7 @@ def test_an_image_adds_its_placeholder_tokens(backend: HFBackend) -> None:
     assert with_image.input_tokens - without.input_tokens == 4 + 2
 
 
-def test_batched_greedy_equals_one_at_a_time(
-    backend: HFBackend, mixed_requests: list[Request]
-) -> None:
+def test_batched_greedy_equals_one_at_a_time(backend: HFBackend, mixed_requests: list[Request]) -> None:
     batched = backend.generate(mixed_requests)
     alone = [backend.generate([r])[0] for r in mixed_requests]
     assert texts(batched) == texts(alone)
@@ -156,9 +154,7 @@ def test_token_budget_splits_batches_without_changing_outputs(
         small.close()
 
 
-def test_greedy_is_deterministic_across_calls(
-    backend: HFBackend, mixed_requests: list[Request]
-) -> None:
+def test_greedy_is_deterministic_across_calls(backend: HFBackend, mixed_requests: list[Request]) -> None:
     assert texts(backend.generate(mixed_requests)) == texts(backend.generate(mixed_requests))
 
 
@@ -179,9 +175,7 @@ def test_stop_strings_truncate_the_text(backend: HFBackend, mixed_requests: list
     assert text == full[: full.index(stop)]
 
 
-def test_a_bad_image_fails_only_its_own_request(
-    backend: HFBackend, mixed_requests: list[Request]
-) -> None:
+def test_a_bad_image_fails_only_its_own_request(backend: HFBackend, mixed_requests: list[Request]) -> None:
     bad = request("broken", "What is this?", b"definitely not a png")
     results = backend.generate([mixed_requests[0], bad, mixed_requests[2]])
     assert isinstance(results[1], ValueError)
@@ -243,9 +237,7 @@ def test_create_backend_resolves_the_tiny_alias(tiny_dir: Path, spec: str) -> No
 
 def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
-    )
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, "-c", code],
         env=full_env,
