@@ -8,7 +8,6 @@ import io
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -161,6 +160,9 @@ class Task:
         except ValueError as exc:
             raise TaskConfigError(f"{where}: field 'reasoning_tags': {exc}") from None
         self._source: Source | None = None
+        # Now, not on first use: the sources read must be the ones just imported, even if a
+        # utils.py is edited while a run is going on.
+        self.fingerprint: str = self._fingerprint()
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, {_where(self.path)})"
@@ -334,8 +336,7 @@ class Task:
         return out
 
     # ---- identity ----------------------------------------------------------------------
-    @cached_property
-    def fingerprint(self) -> str:
+    def _fingerprint(self) -> str:
         """sha256 of the resolved YAML and the source of the modules its functions live in."""
         import orjson
 
