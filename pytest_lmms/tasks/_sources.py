@@ -36,7 +36,9 @@ class Source:
         )
 
     def _fail(self, problem: str) -> DatasetError:
-        return DatasetError(f"{_where(self.spec.source_path)}: task '{self.spec.name}': {self.describe()}: {problem}")
+        return DatasetError(
+            f"{_where(self.spec.source_path)}: task '{self.spec.name}': {self.describe()}: {problem}"
+        )
 
     def ids(self, limit: int | None = None) -> list[str]:
         try:

@@ -52,9 +52,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def task_yaml(name: str = "qa", data: str = "data.jsonl", extra: str = "") -> str:
-    return (
-        textwrap.dedent(
-            f"""\
+    return textwrap.dedent(
+        f"""\
             task: {name}
             dataset_path: {data}
             doc_to_text: "Question: {{{{ question }}}}"
@@ -62,9 +61,7 @@ def task_yaml(name: str = "qa", data: str = "data.jsonl", extra: str = "") -> st
             metric_list:
               - metric: exact_match
             """
-        )
-        + textwrap.dedent(extra)
-    )
+    ) + textwrap.dedent(extra)
 
 
 def png_bytes(color: tuple[int, int, int] = (255, 0, 0), size: int = 4) -> bytes:
@@ -359,9 +356,14 @@ def test_nested_include_across_folders_resolves_functions_from_their_own_folder(
         generation_kwargs: {max_new_tokens: 4, until: ["\\n"]}
         """,
     )
-    write(tmp_path / "shared" / "_middle.yaml", "include: _root.yaml\ngeneration_kwargs: {max_new_tokens: 8}\n")
+    write(
+        tmp_path / "shared" / "_middle.yaml", "include: _root.yaml\ngeneration_kwargs: {max_new_tokens: 8}\n"
+    )
     write_jsonl(tmp_path / "bench" / "data.jsonl", ROWS)
-    write(tmp_path / "bench" / "leaf.yaml", "include: ../shared/_middle.yaml\ntask: leaf\ndataset_path: data.jsonl\n")
+    write(
+        tmp_path / "bench" / "leaf.yaml",
+        "include: ../shared/_middle.yaml\ntask: leaf\ndataset_path: data.jsonl\n",
+    )
     task = load_task(tmp_path / "bench" / "leaf.yaml")
     assert task.spec.doc_to_text == FunctionRef("utils", "text", tmp_path / "shared")
     assert task.request(task.doc("q1")).prompt_text == "shared 3+3"
@@ -372,10 +374,18 @@ def test_nested_include_across_folders_resolves_functions_from_their_own_folder(
 @pytest.mark.parametrize(
     ("files", "start", "chain"),
     [
-        ({"a.yaml": "include: b.yaml\ntask: a\n", "b.yaml": "include: a.yaml\n"}, "a.yaml", "a.yaml -> b.yaml -> a.yaml"),
+        (
+            {"a.yaml": "include: b.yaml\ntask: a\n", "b.yaml": "include: a.yaml\n"},
+            "a.yaml",
+            "a.yaml -> b.yaml -> a.yaml",
+        ),
         ({"s.yaml": "include: s.yaml\ntask: s\n"}, "s.yaml", "s.yaml -> s.yaml"),
         (
-            {"a.yaml": "include: b.yaml\ntask: a\n", "b.yaml": "include: c.yaml\n", "c.yaml": "include: b.yaml\n"},
+            {
+                "a.yaml": "include: b.yaml\ntask: a\n",
+                "b.yaml": "include: c.yaml\n",
+                "c.yaml": "include: b.yaml\n",
+            },
             "a.yaml",
             "a.yaml -> b.yaml -> c.yaml -> b.yaml",
         ),
@@ -416,7 +426,10 @@ def test_function_is_resolved_from_the_yaml_folder_not_the_cwd(
     qa_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(qa_dir / "helpers" / "prompts.py", "def text(doc):\n    return 'nested ' + doc['id']\n")
-    write(qa_dir / "qa.yaml", task_yaml().replace('"Question: {{ question }}"', "!function helpers.prompts.text"))
+    write(
+        qa_dir / "qa.yaml",
+        task_yaml().replace('"Question: {{ question }}"', "!function helpers.prompts.text"),
+    )
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     task = load_task(qa_dir / "qa.yaml")
     assert task.request(task.doc("q3")).prompt_text == "nested q3"
@@ -445,6 +458,7 @@ def test_an_edited_utils_module_is_reloaded_by_a_new_task(qa_dir: Path) -> None:
     os.utime(utils, ns=(utils.stat().st_atime_ns, utils.stat().st_mtime_ns + 2_000_000_000))
     new = load_task(qa_dir / "qa.yaml")
     assert new.request(new.doc("q0")).prompt_text == "edited"
+    # the old task keeps the fingerprint of the code it runs, though it is read after the edit
     assert new.fingerprint != old.fingerprint
 
 
@@ -458,30 +472,94 @@ BASE = "task: t\ndataset_path: data.jsonl\ndoc_to_text: q\n"
     [
         pytest.param("task: t\ndataset_path: [unclosed\n", ["line 3", "invalid YAML"], id="malformed-yaml"),
         pytest.param("task: t\n  bad: indent\n", ["line 2", "invalid YAML"], id="bad-indentation"),
-        pytest.param(BASE + "doc_to_txet: q\n", ["unknown field 'doc_to_txet'", "did you mean 'doc_to_text'"], id="typo"),
+        pytest.param(
+            BASE + "doc_to_txet: q\n",
+            ["unknown field 'doc_to_txet'", "did you mean 'doc_to_text'"],
+            id="typo",
+        ),
         pytest.param(BASE + "zzzz: 1\n", ["unknown field 'zzzz'"], id="unknown-field"),
-        pytest.param(BASE.replace("doc_to_text: q", "doc_to_text: 5"), ["field 'doc_to_text'", "expected str or FunctionRef, got int"], id="wrong-type-text"),
+        pytest.param(
+            BASE.replace("doc_to_text: q", "doc_to_text: 5"),
+            ["field 'doc_to_text'", "expected str or FunctionRef, got int"],
+            id="wrong-type-text",
+        ),
         pytest.param(BASE + "tags: 5\n", ["field 'tags'", "expected list or str"], id="wrong-type-tags"),
-        pytest.param(BASE + "dataset_kwargs: [1]\n", ["field 'dataset_kwargs'", "expected dict"], id="wrong-type-kwargs"),
-        pytest.param(BASE.replace("dataset_path: data.jsonl", "dataset_path: 3"), ["field 'dataset_path'", "expected str"], id="wrong-type-path"),
-        pytest.param("dataset_path: d.jsonl\ndoc_to_text: q\n", ["field 'task': required"], id="missing-task"),
-        pytest.param(BASE.replace("task: t", "task: 'a b'"), ["field 'task'", "may only use"], id="bad-task-name"),
-        pytest.param("task: t\ndoc_to_text: q\n", ["task 't'", "field 'dataset_path': required"], id="missing-dataset-path"),
-        pytest.param("task: t\ndataset_path: d.jsonl\n", ["task 't'", "field 'doc_to_text': required"], id="missing-doc-to-text"),
-        pytest.param(BASE + "generation_kwargs: {max_tokens: 3}\n", ["field 'generation_kwargs'", "unknown key 'max_tokens'", "max_new_tokens"], id="bad-gen-key"),
-        pytest.param(BASE + "generation_kwargs: {max_new_tokens: lots}\n", ["field 'generation_kwargs'", "lots"], id="bad-gen-value"),
-        pytest.param(BASE + "generation_kwargs: [1]\n", ["field 'generation_kwargs'", "mapping"], id="gen-not-mapping"),
+        pytest.param(
+            BASE + "dataset_kwargs: [1]\n",
+            ["field 'dataset_kwargs'", "expected dict"],
+            id="wrong-type-kwargs",
+        ),
+        pytest.param(
+            BASE.replace("dataset_path: data.jsonl", "dataset_path: 3"),
+            ["field 'dataset_path'", "expected str"],
+            id="wrong-type-path",
+        ),
+        pytest.param(
+            "dataset_path: d.jsonl\ndoc_to_text: q\n", ["field 'task': required"], id="missing-task"
+        ),
+        pytest.param(
+            BASE.replace("task: t", "task: 'a b'"), ["field 'task'", "may only use"], id="bad-task-name"
+        ),
+        pytest.param(
+            "task: t\ndoc_to_text: q\n",
+            ["task 't'", "field 'dataset_path': required"],
+            id="missing-dataset-path",
+        ),
+        pytest.param(
+            "task: t\ndataset_path: d.jsonl\n",
+            ["task 't'", "field 'doc_to_text': required"],
+            id="missing-doc-to-text",
+        ),
+        pytest.param(
+            BASE + "generation_kwargs: {max_tokens: 3}\n",
+            ["field 'generation_kwargs'", "unknown key 'max_tokens'", "max_new_tokens"],
+            id="bad-gen-key",
+        ),
+        pytest.param(
+            BASE + "generation_kwargs: {max_new_tokens: lots}\n",
+            ["field 'generation_kwargs'", "lots"],
+            id="bad-gen-value",
+        ),
+        pytest.param(
+            BASE + "generation_kwargs: [1]\n", ["field 'generation_kwargs'", "mapping"], id="gen-not-mapping"
+        ),
         pytest.param(BASE + "output_type: chat\n", ["field 'output_type'", "'chat'"], id="bad-output-type"),
-        pytest.param(BASE + "metric_list: exact_match\n", ["field 'metric_list'", "list"], id="metrics-not-list"),
-        pytest.param(BASE + "metric_list: [{aggregation: mean}]\n", ["field 'metric_list[0]'", "'metric' name"], id="metric-no-name"),
-        pytest.param(BASE + "metric_list: [{metric: m, aggregation: 5}]\n", ["field 'metric_list[0].aggregation'"], id="aggregation-type"),
-        pytest.param(BASE + "metric_list: [m, {metric: m, higher_is_better: maybe}]\n", ["field 'metric_list[1].higher_is_better'"], id="higher-is-better-type"),
-        pytest.param(BASE + "process_results: !function nodot\n", ["line 4", "!function expects module.attr", "'nodot'"], id="function-syntax"),
-        pytest.param(BASE + "process_results: utils.fn\n", ["field 'process_results'", "expected FunctionRef"], id="function-without-tag"),
+        pytest.param(
+            BASE + "metric_list: exact_match\n", ["field 'metric_list'", "list"], id="metrics-not-list"
+        ),
+        pytest.param(
+            BASE + "metric_list: [{aggregation: mean}]\n",
+            ["field 'metric_list[0]'", "'metric' name"],
+            id="metric-no-name",
+        ),
+        pytest.param(
+            BASE + "metric_list: [{metric: m, aggregation: 5}]\n",
+            ["field 'metric_list[0].aggregation'"],
+            id="aggregation-type",
+        ),
+        pytest.param(
+            BASE + "metric_list: [m, {metric: m, higher_is_better: maybe}]\n",
+            ["field 'metric_list[1].higher_is_better'"],
+            id="higher-is-better-type",
+        ),
+        pytest.param(
+            BASE + "process_results: !function nodot\n",
+            ["line 4", "!function expects module.attr", "'nodot'"],
+            id="function-syntax",
+        ),
+        pytest.param(
+            BASE + "process_results: utils.fn\n",
+            ["field 'process_results'", "expected FunctionRef"],
+            id="function-without-tag",
+        ),
         pytest.param("- task: t\n", ["document 1 is a list", "expected a mapping"], id="not-a-mapping"),
         pytest.param("# nothing here\n", ["no task or group defined"], id="empty"),
         pytest.param("group: g\ntask: [a, 1]\n", ["group 'g'", "field 'task'"], id="group-bad-members"),
-        pytest.param("group: g\ntask: [a]\ntags: [x]\n", ["group 'g'", "unknown field 'tags'"], id="group-unknown-field"),
+        pytest.param(
+            "group: g\ntask: [a]\ntags: [x]\n",
+            ["group 'g'", "unknown field 'tags'"],
+            id="group-unknown-field",
+        ),
     ],
 )
 def test_spec_errors_name_the_file_and_the_field(tmp_path: Path, text: str, fragments: list[str]) -> None:
@@ -502,14 +580,44 @@ def test_unreadable_yaml_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "fragments"),
     [
-        pytest.param("doc_to_target: !function nomodule.fn\n", ["field 'doc_to_target'", "cannot import nomodule", "no module file"], id="missing-module"),
-        pytest.param("doc_to_target: !function utils.nope\n", ["field 'doc_to_target'", "utils.nope not found", "utils.py"], id="missing-attribute"),
-        pytest.param("doc_to_target: !function utils.CONSTANT\n", ["field 'doc_to_target'", "utils.CONSTANT not found"], id="not-callable"),
-        pytest.param("doc_to_visual: !function broken.fn\n", ["field 'doc_to_visual'", "cannot import broken", "broken.py, line 1"], id="syntax-error"),
-        pytest.param("metric_list: [exact_match, no_such_metric]\n", ["field 'metric_list[1].metric'", "unknown metric 'no_such_metric'"], id="unknown-metric"),
-        pytest.param("metric_list: [{metric: exact_match, aggregation: median}]\n", ["field 'metric_list[0].aggregation'", "'median'"], id="bad-aggregation"),
-        pytest.param("metric_list: [{metric: exact_match, aggregation: !function utils.nope}]\n", ["field 'metric_list[0].aggregation'", "utils.nope not found"], id="missing-aggregation-function"),
-        pytest.param("reasoning_tags: 'a:b:c'\n", ["field 'reasoning_tags'", "a:b:c"], id="bad-reasoning-tags"),
+        pytest.param(
+            "doc_to_target: !function nomodule.fn\n",
+            ["field 'doc_to_target'", "cannot import nomodule", "no module file"],
+            id="missing-module",
+        ),
+        pytest.param(
+            "doc_to_target: !function utils.nope\n",
+            ["field 'doc_to_target'", "utils.nope not found", "utils.py"],
+            id="missing-attribute",
+        ),
+        pytest.param(
+            "doc_to_target: !function utils.CONSTANT\n",
+            ["field 'doc_to_target'", "utils.CONSTANT not found"],
+            id="not-callable",
+        ),
+        pytest.param(
+            "doc_to_visual: !function broken.fn\n",
+            ["field 'doc_to_visual'", "cannot import broken", "broken.py, line 1"],
+            id="syntax-error",
+        ),
+        pytest.param(
+            "metric_list: [exact_match, no_such_metric]\n",
+            ["field 'metric_list[1].metric'", "unknown metric 'no_such_metric'"],
+            id="unknown-metric",
+        ),
+        pytest.param(
+            "metric_list: [{metric: exact_match, aggregation: median}]\n",
+            ["field 'metric_list[0].aggregation'", "'median'"],
+            id="bad-aggregation",
+        ),
+        pytest.param(
+            "metric_list: [{metric: exact_match, aggregation: !function utils.nope}]\n",
+            ["field 'metric_list[0].aggregation'", "utils.nope not found"],
+            id="missing-aggregation-function",
+        ),
+        pytest.param(
+            "reasoning_tags: 'a:b:c'\n", ["field 'reasoning_tags'", "a:b:c"], id="bad-reasoning-tags"
+        ),
     ],
 )
 def test_task_errors_name_the_file_and_the_field(tmp_path: Path, extra: str, fragments: list[str]) -> None:
@@ -536,7 +644,10 @@ def test_task_errors_name_the_file_and_the_field(tmp_path: Path, extra: str, fra
         ("{until: END}", GenParams(stop=("END",))),
         ("{stop: [x]}", GenParams(stop=("x",))),
         ("{do_sample: false, temperature: 0.7}", GenParams(temperature=0.0)),
-        ("{do_sample: true, temperature: 0.7, top_p: 0.9, seed: 3}", GenParams(temperature=0.7, top_p=0.9, seed=3)),
+        (
+            "{do_sample: true, temperature: 0.7, top_p: 0.9, seed: 3}",
+            GenParams(temperature=0.7, top_p=0.9, seed=3),
+        ),
         ("{max_new_tokens: 1024, temperature: 0}", GenParams(max_new_tokens=1024)),
     ],
 )
@@ -552,7 +663,13 @@ def test_gen_params_normalize_types() -> None:
     assert hash(params) == hash(GenParams(max_new_tokens=8, stop=("a",), seed=2))
     assert params.deterministic
     assert not GenParams(temperature=0.5).deterministic
-    assert params.as_dict() == {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "stop": ["a"], "seed": 2}
+    assert params.as_dict() == {
+        "max_new_tokens": 8,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "stop": ["a"],
+        "seed": 2,
+    }
 
 
 @pytest.mark.parametrize(
@@ -722,15 +839,34 @@ def test_hf_dataset_dict_split_selection(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "content", "fragments"),
     [
-        pytest.param("missing.jsonl", None, ["dataset_path 'missing.jsonl'", "no such file"], id="missing-jsonl"),
-        pytest.param("missing.parquet", None, ["dataset_path 'missing.parquet'", "no such file"], id="missing-parquet"),
+        pytest.param(
+            "missing.jsonl", None, ["dataset_path 'missing.jsonl'", "no such file"], id="missing-jsonl"
+        ),
+        pytest.param(
+            "missing.parquet", None, ["dataset_path 'missing.parquet'", "no such file"], id="missing-parquet"
+        ),
         pytest.param("./nowhere", None, ["dataset_path './nowhere'", "no such path"], id="missing-folder"),
         pytest.param(
-            "data.jsonl", b'{"id": "a"}\n\n{"id": b\n', ["dataset_path 'data.jsonl'", "data.jsonl:3: not valid JSON"], id="bad-json-line"
+            "data.jsonl",
+            b'{"id": "a"}\n\n{"id": b\n',
+            ["dataset_path 'data.jsonl'", "data.jsonl:3: not valid JSON"],
+            id="bad-json-line",
         ),
-        pytest.param("data.jsonl", b'{"id": "a"}\n[1, 2]\n', ["dataset_path 'data.jsonl'", "data.jsonl:2: expected a JSON object"], id="not-an-object"),
-        pytest.param("data.parquet", b"PAR1 this is not parquet", ["dataset_path 'data.parquet'", "cannot be loaded"], id="corrupt-parquet"),
-        pytest.param("hf_broken", "folder", ["dataset_path 'hf_broken'", "cannot be loaded"], id="corrupt-hf-folder"),
+        pytest.param(
+            "data.jsonl",
+            b'{"id": "a"}\n[1, 2]\n',
+            ["dataset_path 'data.jsonl'", "data.jsonl:2: expected a JSON object"],
+            id="not-an-object",
+        ),
+        pytest.param(
+            "data.parquet",
+            b"PAR1 this is not parquet",
+            ["dataset_path 'data.parquet'", "cannot be loaded"],
+            id="corrupt-parquet",
+        ),
+        pytest.param(
+            "hf_broken", "folder", ["dataset_path 'hf_broken'", "cannot be loaded"], id="corrupt-hf-folder"
+        ),
     ],
 )
 def test_dataset_errors_surface_at_doc_ids_naming_yaml_and_dataset_path(
@@ -839,7 +975,10 @@ def test_hf_image_feature_gives_lazy_png_media(tmp_path: Path, monkeypatch: pyte
     features = datasets.Features({"id": datasets.Value("string"), "image": datasets.Image()})
     dataset = datasets.Dataset.from_dict({"id": ["a", "b", "c"], "image": pictures}, features=features)
     dataset.save_to_disk(str(tmp_path / "hf"))
-    write(tmp_path / "v.yaml", "task: hfimg\ndataset_path: hf\ndoc_to_visual: image\ndoc_to_text: Which colour?\n")
+    write(
+        tmp_path / "v.yaml",
+        "task: hfimg\ndataset_path: hf\ndoc_to_visual: image\ndoc_to_text: Which colour?\n",
+    )
     task = load_task(tmp_path / "v.yaml")
     assert task.doc_ids() == ["a", "b", "c"]
     encodings: list[str] = []
@@ -861,28 +1000,35 @@ def test_hf_image_feature_gives_lazy_png_media(tmp_path: Path, monkeypatch: pyte
     assert again.request(again.doc("b")).media[0].content_hash == media.content_hash
 
 
-def test_pil_images_from_a_function_are_encoded_lazily(qa_dir: Path) -> None:
+def test_pil_images_from_a_function_are_encoded_lazily(qa_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(
         qa_dir / "utils.py",
         """\
         from PIL import Image
 
-        MADE = []
-
         def visual(doc):
-            image = Image.new("RGB", (3, 3), (9, 9, 9))
-            MADE.append(image)
-            return [image]
+            return [Image.new("RGB", (3, 3), (int(doc["answer"]), 9, 9))]
         """,
     )
     task = load_task(visual_task(qa_dir, "data.jsonl", "!function utils.visual"))
-    (media,) = task.request(task.doc("q0")).media
-    (image,) = task._functions["doc_to_visual"].__globals__["MADE"]
-    # a change made before the bytes are read shows in them: nothing was encoded yet
-    image.putpixel((0, 0), (200, 0, 0))
+    encodings: list[str] = []
+    original_save = Image.Image.save
+
+    def counting_save(self: Image.Image, *args: Any, **kwargs: Any) -> None:
+        encodings.append(str(kwargs.get("format")))
+        original_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", counting_save)
+    requests = [task.request(task.doc(doc_id)) for doc_id in task.doc_ids()]
+    assert encodings == []  # building every request encodes nothing
+    media = requests[3].media[0]
+    assert media.mime == "image/png"
+    assert media.path is None
     encoded = media.read_bytes()
-    assert Image.open(io.BytesIO(encoded)).getpixel((0, 0)) == (200, 0, 0)
+    assert encodings == ["PNG"]
+    assert Image.open(io.BytesIO(encoded)).getpixel((0, 0)) == (10, 9, 9)
     assert media.content_hash == sha256(encoded)
+    assert encodings == ["PNG"]  # the hash reuses the bytes already encoded
 
 
 def test_unusable_visual_value_names_its_type(qa_dir: Path) -> None:
@@ -902,7 +1048,10 @@ def bench(tmp_path: Path) -> Path:
     write(root / "math" / "add.yaml", task_yaml("math_add", data="../data.jsonl"))
     write(root / "math" / "mul.yml", task_yaml("math_mul", data="../data.jsonl"))
     write(root / "vision" / "v.yaml", task_yaml("vqa_a", data="../data.jsonl") + "---\n" + task_yaml("vqa_b"))
-    write(root / "groups.yaml", "group: math\ntask: [math_add, math_mul]\n---\ngroup: everything\ntask: [math, vqa_a]\n")
+    write(
+        root / "groups.yaml",
+        "group: math\ntask: [math_add, math_mul]\n---\ngroup: everything\ntask: [math, vqa_a]\n",
+    )
     write(root / "_template.yaml", "task: hidden\ndataset_path: x.jsonl\ndoc_to_text: q\n")
     write(root / "_private" / "p.yaml", task_yaml("private_task"))
     write(root / "broken.yaml", "task: broken\ndataset_path: x.jsonl\ndoc_to_txt: q\n")
@@ -952,7 +1101,9 @@ def test_select_names_groups_and_globs(bench: Path, patterns: list[str], expecte
     ("pattern", "fragment"),
     [("math_ad", "did you mean math_add"), ("vision_*", "'vision_*'"), ("zzzzzz", "'zzzzzz'")],
 )
-def test_select_unknown_pattern_is_an_error_with_a_suggestion(bench: Path, pattern: str, fragment: str) -> None:
+def test_select_unknown_pattern_is_an_error_with_a_suggestion(
+    bench: Path, pattern: str, fragment: str
+) -> None:
     with pytest.raises(TaskConfigError, match="no task or group matches") as info:
         discover([bench]).select(["math", pattern])
     assert fragment in str(info.value)
@@ -1049,7 +1200,9 @@ def test_fingerprint_ignores_formatting_and_comments(qa_dir: Path) -> None:
 
 
 def import_offline_utils() -> Any:
-    spec = importlib.util.spec_from_file_location("offline_shapes_utils", REPO / "benchmarks/offline/utils.py")
+    spec = importlib.util.spec_from_file_location(
+        "offline_shapes_utils", REPO / "benchmarks/offline/utils.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
