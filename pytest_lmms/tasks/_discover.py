@@ -25,6 +25,9 @@ class TaskIndex:
         if name in self.groups and name not in seen:
             out: set[str] = set()
             for member in self.groups[name]:
+                if member not in self.tasks and member not in self.groups:
+                    # a typo in a group file must not silently run fewer tasks
+                    raise TaskConfigError(f"group {name!r} lists {member!r}, which is no task or group found")
                 out |= self._expand(member, seen | {name})
             return out
         return set()

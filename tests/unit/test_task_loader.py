@@ -1233,3 +1233,12 @@ def test_shipped_offline_tasks_load_and_render() -> None:
     doc = color.doc("img000-color")
     assert color.request(doc).choices == ("blue", "green", "red", "yellow")
     assert color.score(doc, "D") == {"choice_accuracy": 1.0}
+
+
+def test_group_listing_an_unknown_task_is_an_error(tmp_path: Path) -> None:
+    from pytest_lmms.tasks import TaskConfigError, discover
+
+    (tmp_path / "grp.yaml").write_text("group: mine\ntask: [real, typo_task]\n")
+    (tmp_path / "real.yaml").write_text("task: real\ndataset_path: d.jsonl\ndoc_to_text: q\n")
+    with pytest.raises(TaskConfigError, match="group 'mine' lists 'typo_task'"):
+        discover([tmp_path]).select(["mine"])
