@@ -183,7 +183,8 @@ class SampleItem(pytest.Item):
             following = getattr(plugin, "nextitem_index", None)
             if isinstance(following, int):
                 indices.insert(0, following)
-            return [items[i] for i in indices if 0 <= i < len(items) and isinstance(items[i], SampleItem)]
+            queued = [items[i] for i in indices if 0 <= i < len(items)]
+            return [item for item in queued if isinstance(item, SampleItem)]
         return []
 
     def _score(self, state: LmmsSession, doc: dict[str, Any], response: Any, baseline: bool = False) -> None:
@@ -247,12 +248,13 @@ class ResultCollector:
         if report.when != "call":
             return
         for name, value in report.user_properties:
-            if name == RESULT_PROPERTY:
+            if name == RESULT_PROPERTY and isinstance(value, dict):
                 self.state.record(value)
-            elif name == BASELINE_PROPERTY:
+            elif name == BASELINE_PROPERTY and isinstance(value, dict):
                 self.state.record(value, baseline=True)
             elif name == TASK_PROPERTY and report.failed:
-                self.state.failed[value] = self.state.failed.get(value, 0) + 1
+                task = str(value)
+                self.state.failed[task] = self.state.failed.get(task, 0) + 1
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state

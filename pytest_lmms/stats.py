@@ -171,7 +171,7 @@ def bootstrap(
     if n == 0:
         raise ValueError("cannot bootstrap an empty sample")
 
-    value = float(statistic(values))
+    value = float(statistic(values))  # type: ignore[arg-type]  # arrays are passed through as they came
     if not math.isfinite(value):
         raise ValueError(f"statistic returned {value} on the original data")
 
