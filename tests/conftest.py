@@ -11,6 +11,7 @@ import pytest
 import scipy.special  # noqa: F401
 import scipy.stats  # noqa: F401
 
+from tests.fake_openai import FakeOpenAI
 from tests.helpers import SCRIPTED_BACKEND
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,3 +44,10 @@ def lmms_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("PYTEST_LMMS_HOME", None)
     else:
         os.environ["PYTEST_LMMS_HOME"] = old
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    yield server
+    server.close()

@@ -20,6 +20,9 @@ from typing import Any, Protocol
 from pytest_lmms.models._base import Backend, BackendError
 from pytest_lmms.types import Request, Response
 
+STREAM_FLUSH_SIZE = 32
+STREAM_FLUSH_SECONDS = 0.05
+
 
 class _Cache(Protocol):
     def get_many(self, keys: Sequence[str]) -> dict[str, Response]: ...
@@ -160,18 +163,63 @@ class Engine:
     def _run_batch(self, batch: list[tuple[str, Request]]) -> None:
         assert self._backend is not None
         started = time.perf_counter()
+        stream = getattr(self._backend, "generate_each", None)
+        if callable(stream):
+            self._run_streaming(stream, batch)
+        else:
+            try:
+                outputs = self._backend.generate([request for _, request in batch])
+                if len(outputs) != len(batch):
+                    raise BackendError(f"backend returned {len(outputs)} responses for {len(batch)} requests")
+            except BaseException as exc:  # noqa: BLE001 - a batch failure fails its items, not the run
+                outputs = [exc] * len(batch)
+            self._deliver(
+                [(key, request, output) for (key, request), output in zip(batch, outputs, strict=True)]
+            )
+        self.stats.batches += 1
+        self.stats.model_seconds += time.perf_counter() - started
+
+    def _run_streaming(self, stream: Callable[..., None], batch: list[tuple[str, Request]]) -> None:
+        """Backends that answer one by one (servers, APIs): release items as answers come,
+        after writing them to the cache in small groups (one fsync per group)."""
+        buffer: list[tuple[str, Request, Any]] = []
+        first_buffered = 0.0
+        delivered = [False] * len(batch)
+
+        def callback(index: int, output: Response | BaseException) -> None:
+            nonlocal first_buffered
+            if delivered[index]:
+                return
+            delivered[index] = True
+            key, request = batch[index]
+            if not buffer:
+                first_buffered = time.perf_counter()
+            buffer.append((key, request, output))
+            if (
+                len(buffer) >= STREAM_FLUSH_SIZE
+                or time.perf_counter() - first_buffered > STREAM_FLUSH_SECONDS
+            ):
+                self._deliver(buffer[:])
+                buffer.clear()
+
         try:
-            outputs = self._backend.generate([request for _, request in batch])
-            if len(outputs) != len(batch):
-                raise BackendError(f"backend returned {len(outputs)} responses for {len(batch)} requests")
-        except BaseException as exc:  # noqa: BLE001 - a batch failure fails its items, not the run
-            outputs = [exc] * len(batch)
-        elapsed = time.perf_counter() - started
+            stream([request for _, request in batch], callback)
+        except BaseException as exc:  # noqa: BLE001 - what was not answered fails, the rest stands
+            for index in range(len(batch)):
+                if not delivered[index]:
+                    callback(index, exc)
+        finally:
+            for index in range(len(batch)):
+                if not delivered[index]:
+                    callback(index, BackendError("the backend returned without answering this request"))
+            self._deliver(buffer[:])
+            buffer.clear()
+
+    def _deliver(self, entries: Sequence[tuple[str, Request, Any]]) -> None:
+        """Cache what was answered, then release every waiting item."""
         stats = self.stats
-        stats.batches += 1
-        stats.model_seconds += elapsed
         answered: list[tuple[str, Request, Response]] = []
-        for (key, request), output in zip(batch, outputs, strict=True):
+        for key, request, output in entries:
             if isinstance(output, Response) and isinstance(output.text, str):
                 answered.append((key, request, output))
                 stats.model_calls += 1
@@ -186,7 +234,7 @@ class Engine:
                 import warnings
 
                 warnings.warn(f"response cache write failed: {exc}", stacklevel=1)
-        for (key, _request), output in zip(batch, outputs, strict=True):
+        for key, _request, output in entries:
             future = self._futures[key]
             if isinstance(output, Response) and isinstance(output.text, str):
                 future.set_result(output)

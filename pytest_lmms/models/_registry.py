@@ -20,6 +20,7 @@ _REGISTRY: dict[str, BackendFactory] = {}
 _BUILTIN_MODULES: dict[str, str] = {
     "random": "pytest_lmms.models.random",
     "hf": "pytest_lmms.models.hf",
+    "openai": "pytest_lmms.models.openai",
 }
 
 

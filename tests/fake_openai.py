@@ -1,0 +1,128 @@
+"""A real OpenAI-compatible chat server on 127.0.0.1 for the tests, with injectable faults.
+
+The last user text of a request decides the answer: the text after "reply ". Directives in
+the prompt inject faults, counted per prompt: "@429x2" answers the first two attempts with
+429 and Retry-After, likewise "@500x1", "@503x1", "@timeoutx1" (sleeps past the client's
+timeout), "@malformedx1" (a body that is not JSON), "@dropx1" (closes the connection
+without answering); without "xN" the fault is permanent ("@500", "@400").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_DIRECTIVE = re.compile(r"@(429|500|503|400|timeout|malformed|drop)(?:x(\d+))?")
+
+
+class FakeOpenAI:
+    def __init__(self, delay_s: float = 0.0, retry_after: str = "0.05", timeout_sleep_s: float = 1.5) -> None:
+        self.delay_s = delay_s
+        self.retry_after = retry_after
+        self.timeout_sleep_s = timeout_sleep_s
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.attempts: dict[str, list[float]] = defaultdict(list)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.healed = False
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                server._handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def calls(self, prompt_part: str) -> int:
+        return sum(len(v) for k, v in self.attempts.items() if prompt_part in k)
+
+    def _prompt(self, body: dict[str, Any]) -> str:
+        content = body["messages"][-1]["content"]
+        if isinstance(content, str):
+            return content
+        return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length", 0))
+        body = json.loads(handler.rfile.read(length))
+        prompt = self._prompt(body)
+        with self._lock:
+            self.bodies.append(body)
+            self.headers.append(dict(handler.headers))
+            self.attempts[prompt].append(time.monotonic())
+            attempt = len(self.attempts[prompt])
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            match = _DIRECTIVE.search(prompt)
+            fault = None
+            if match and not self.healed:
+                times = int(match.group(2)) if match.group(2) else None
+                if times is None or attempt <= times:
+                    fault = match.group(1)
+            self._respond(handler, prompt, body, fault)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _respond(
+        self, handler: BaseHTTPRequestHandler, prompt: str, body: dict[str, Any], fault: str | None
+    ) -> None:
+        if fault == "drop":
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return
+        if fault == "timeout":
+            time.sleep(self.timeout_sleep_s)
+        if fault in ("429", "500", "503", "400"):
+            payload = json.dumps({"error": {"message": f"injected {fault}"}}).encode()
+            handler.send_response(int(fault))
+            if fault in ("429", "503"):
+                handler.send_header("Retry-After", self.retry_after)
+        elif fault == "malformed":
+            payload = b"{not json"
+            handler.send_response(200)
+        else:
+            answer = prompt.rpartition("reply ")[2].strip().split(" @")[0]
+            payload = json.dumps(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 1},
+                }
+            ).encode()
+            handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)

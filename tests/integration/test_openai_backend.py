@@ -1,0 +1,174 @@
+"""The openai backend against a real OpenAI-compatible server on 127.0.0.1 with faults."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pytest_lmms.cache import cache_key
+from pytest_lmms.models import BackendError, create_backend
+from pytest_lmms.models._concurrency import AdaptiveLimiter, Backoff, parse_retry_after
+from pytest_lmms.types import GenParams, MediaPart, MediaRef, Message, Request, Response, TextPart
+from tests.fake_openai import FakeOpenAI
+from tests.helpers import qa_rows, qa_task_yaml, write_jsonl
+
+
+def ask(text: str, doc_id: str = "0", image: bytes | None = None, gen: GenParams | None = None) -> Request:
+    parts: list = [MediaPart(MediaRef("image", image), "image")] if image else []
+    parts.append(TextPart(text))
+    return Request(task="t", doc_id=doc_id, messages=(Message("user", tuple(parts)),), gen=gen or GenParams())
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def backend(server: FakeOpenAI, **args: str):
+    return create_backend("openai:served-model", {"base_url": server.url, "timeout": "0.5", **args})
+
+
+def test_request_format_auth_and_identity(openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_KEY", "sk-secret")
+    client = backend(openai_server, api_key_env="TEST_KEY")
+    gen = GenParams(max_new_tokens=7, temperature=0.0, stop=("\n",), seed=3)
+    (out,) = client.generate([ask("look: reply B", image=png(), gen=gen)])
+    assert isinstance(out, Response) and out.text == "B" and out.output_tokens == 1
+    body = openai_server.bodies[0]
+    assert body["model"] == "served-model" and body["max_tokens"] == 7 and body["stop"] == ["\n"]
+    assert body["seed"] == 3 and body["temperature"] == 0.0
+    image_part, text_part = body["messages"][0]["content"]
+    assert image_part["image_url"]["url"].startswith("data:image/png;base64,iVBOR")
+    assert text_part == {"type": "text", "text": "look: reply B"}
+    assert openai_server.headers[0]["Authorization"] == "Bearer sk-secret"
+    identity = dict(client.identity())
+    assert identity == {"backend": "openai", "model": "served-model"}
+    other = create_backend(
+        "openai:served-model", {"base_url": "http://127.0.0.1:1/v1", "max_concurrency": "2"}
+    )
+    assert cache_key(identity, ask("x")) == cache_key(other.identity(), ask("x"))
+    assert "sk-secret" not in repr(client.__dict__)
+
+
+@pytest.mark.parametrize("fault", ["@429x2", "@500x1", "@503x1", "@timeoutx1", "@malformedx1", "@dropx1"])
+def test_transient_faults_are_retried_until_answered(openai_server: FakeOpenAI, fault: str) -> None:
+    client = backend(openai_server, max_retries="4")
+    outputs = client.generate([ask(f"q {fault} reply A", "0"), ask("q2 reply C", "1")])
+    assert [o.text for o in outputs if isinstance(o, Response)] == ["A", "C"]
+    expected_attempts = int(fault.rpartition("x")[2]) + 1
+    assert openai_server.calls(fault) == expected_attempts
+
+
+def test_permanent_server_errors_give_up_with_the_last_error(openai_server: FakeOpenAI) -> None:
+    client = backend(openai_server, max_retries="2")
+    failed, fine = client.generate([ask("q @500 reply A", "0"), ask("q reply B", "1")])
+    assert isinstance(failed, BackendError) and "gave up after 3 attempts: HTTP 500" in str(failed)
+    assert isinstance(fine, Response) and fine.text == "B"
+    assert openai_server.calls("@500") == 3
+
+
+def test_client_errors_are_not_retried(openai_server: FakeOpenAI) -> None:
+    (failed,) = backend(openai_server).generate([ask("q @400 reply A")])
+    assert isinstance(failed, BackendError) and "HTTP 400" in str(failed) and "injected 400" in str(failed)
+    assert openai_server.calls("@400") == 1
+
+
+def test_retry_after_is_honoured(openai_server: FakeOpenAI) -> None:
+    openai_server.retry_after = "0.3"
+    backend(openai_server).generate([ask("q @429x1 reply A")])
+    first, second = next(v for k, v in openai_server.attempts.items() if "@429" in k)
+    assert second - first >= 0.29
+
+
+def test_a_fixed_concurrency_limit_is_never_exceeded() -> None:
+    server = FakeOpenAI(delay_s=0.03)
+    try:
+        outputs = backend(server, max_concurrency="3").generate(
+            [ask(f"q{i} reply {i}", str(i)) for i in range(24)]
+        )
+        assert [o.text for o in outputs] == [str(i) for i in range(24)]  # type: ignore[union-attr]
+        assert server.max_in_flight == 3
+    finally:
+        server.close()
+
+
+def test_adaptive_concurrency_grows_while_the_server_keeps_up() -> None:
+    server = FakeOpenAI(delay_s=0.01)
+    try:
+        client = backend(server, initial_concurrency="2")
+        client.generate([ask(f"q{i} reply {i}", str(i)) for i in range(120)])
+        assert client.limiter.limit > 2 and server.max_in_flight > 2
+    finally:
+        server.close()
+
+
+def test_limiter_halves_on_overload_and_grows_additively() -> None:
+    limiter = AdaptiveLimiter(initial=16, minimum=2, maximum=64)
+    limiter.record_overload(None)
+    assert limiter.limit == 8
+    for _ in range(8):
+        limiter.record_success(0.1)
+    assert limiter.limit == 9
+    limiter.record_success(1.0)  # ten times the best latency: queueing, shrink
+    assert limiter.limit == pytest.approx(8.1)
+    for _ in range(10):
+        limiter.record_overload(None)
+    assert limiter.limit == 2
+    fixed = AdaptiveLimiter(initial=4, fixed=True)
+    fixed.record_overload(1.0)
+    assert fixed.limit == 4 and fixed.paused_until > 0
+
+
+def test_backoff_and_retry_after_parsing() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [Backoff(base_s=0.5, cap_s=4).delay(attempt, None, rng) for attempt in range(8)]
+    assert all(0 <= d <= min(4, 0.5 * 2**a) for a, d in enumerate(delays))
+    assert Backoff().delay(0, 7.0, rng) == 7.0
+    assert (
+        parse_retry_after("2") == 2.0
+        and parse_retry_after(None) is None
+        and parse_retry_after("soon") is None
+    )
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_bad_arguments_name_the_backend() -> None:
+    with pytest.raises(ValueError, match="unknown argument.*'temprature'"):
+        create_backend("openai:m", {"temprature": "1"})
+    with pytest.raises(ValueError, match="served model name"):
+        create_backend("openai:", {})
+
+
+def test_a_run_against_the_server_fails_only_broken_samples_and_a_rerun_completes_them(
+    lmms_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    rows = qa_rows(8)
+    for i in (2, 5):
+        rows[i]["reply"] = f"ans{i} @500"
+    rows[3]["reply"] = "ans3 @429x1"
+    write_jsonl(lmms_project.path / "qa.jsonl", rows)
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    args = (
+        "--model=openai:served",
+        f"--model-args=base_url={openai_server.url},max_retries=1,timeout=2",
+        "--lmms-cache=cache",
+        "--lmms-output=results",
+    )
+    result = lmms_project.runpytest(*args)
+    result.assert_outcomes(passed=6, failed=2)
+    result.stdout.fnmatch_lines(
+        ["*qa[[]2[]]: model call failed: BackendError: gave up after 2 attempts: HTTP 500*"]
+    )
+    samples = "".join(p.read_text() for p in Path(lmms_project.path / "results").glob("*/samples_qa.jsonl"))
+    assert '"doc_id":"2"' not in samples and '"doc_id":"5"' not in samples
+    before = len(openai_server.bodies)
+    openai_server.healed = True
+    rerun = lmms_project.runpytest(*args)
+    rerun.assert_outcomes(passed=8)
+    assert len(openai_server.bodies) - before == 2  # only the two failed samples were asked again
