@@ -116,7 +116,15 @@ class LmmsSession:
         self.failed: dict[str, int] = {}
         self.tasks: dict[str, Task] = {}
         self._writer: SamplesWriter | None = None
-        self.run_dir: Path | None = None
+        from pytest_lmms.report import default_run_name
+
+        workerinput = getattr(config, "workerinput", {})
+        self.run_name = str(
+            workerinput.get("lmms_run_name") or run.run_name or default_run_name(run.model, self.started)
+        )
+        self.run_dir = run.output_dir / self.run_name
+        # Backends that write files of their own (a launched server's log) put them here.
+        os.environ["PYTEST_LMMS_RUN_DIR"] = str(self.run_dir.absolute())
         if run.reasoning_tags is not None:
             from pytest_lmms.scoring import parse_reasoning_tags
 
@@ -234,10 +242,8 @@ class LmmsSession:
     @property
     def writer(self) -> SamplesWriter:
         if self._writer is None:
-            from pytest_lmms.report import SamplesWriter, default_run_name
+            from pytest_lmms.report import SamplesWriter
 
-            name = self.run.run_name or default_run_name(self.run.model, self.started)
-            self.run_dir = self.run.output_dir / name
             self._writer = SamplesWriter(self.run_dir)
         return self._writer
 

@@ -47,8 +47,7 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             "throughput": throughput(results, wall_s),
             "stability": stability_info,
         }
-    run_dir = state.run_dir or state.run.output_dir
-    results_path = run_dir / "results.json"
+    results_path = state.run_dir / "results.json"
     data: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

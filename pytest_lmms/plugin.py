@@ -33,6 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = state
     if not state.is_worker:
         config.pluginmanager.register(ResultCollector(state), "lmms-result-collector")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -236,6 +238,16 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
             if name == WRONG_PROPERTY:
                 return "wrong", "w", "WRONG"
     return None
+
+
+class XdistRunName:
+    """Gives every xdist worker the controller's run name (one run folder, one log folder)."""
+
+    def __init__(self, run_name: str) -> None:
+        self.run_name = run_name
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["lmms_run_name"] = self.run_name
 
 
 class ResultCollector:

@@ -22,7 +22,9 @@ _DIRECTIVE = re.compile(r"@(429|500|503|400|timeout|malformed|drop)(?:x(\d+))?")
 
 
 class FakeOpenAI:
-    def __init__(self, delay_s: float = 0.0, retry_after: str = "0.05", timeout_sleep_s: float = 1.5) -> None:
+    def __init__(
+        self, delay_s: float = 0.0, retry_after: str = "0.05", timeout_sleep_s: float = 1.5, port: int = 0
+    ) -> None:
         self.delay_s = delay_s
         self.retry_after = retry_after
         self.timeout_sleep_s = timeout_sleep_s
@@ -32,6 +34,7 @@ class FakeOpenAI:
         self.in_flight = 0
         self.max_in_flight = 0
         self.healed = False
+        self.on_request: Any = None  # called with the number of earlier requests
         self._lock = threading.Lock()
         server = self
 
@@ -44,7 +47,15 @@ class FakeOpenAI:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 server._handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            def do_GET(self) -> None:  # noqa: N802
+                healthy = self.path == "/health"
+                payload = b"{}" if healthy else b"not found"
+                self.send_response(200 if healthy else 404)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -68,6 +79,8 @@ class FakeOpenAI:
         body = json.loads(handler.rfile.read(length))
         prompt = self._prompt(body)
         with self._lock:
+            if self.on_request is not None:
+                self.on_request(len(self.bodies))
             self.bodies.append(body)
             self.headers.append(dict(handler.headers))
             self.attempts[prompt].append(time.monotonic())

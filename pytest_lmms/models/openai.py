@@ -238,6 +238,10 @@ class OpenAIBackend:
         last: BaseException | None = None
         try:
             for attempt in range(self.args.max_retries + 1):
+                fatal = self.fatal_error()
+                if fatal is not None:
+                    callback(index, BackendError(f"{fatal} ({last})" if last else fatal))
+                    return
                 if attempt:
                     delay = self.backoff.delay(attempt - 1, getattr(last, "retry_after_s", None), self._rng)
                     await self.limiter.release()
@@ -298,6 +302,10 @@ class OpenAIBackend:
             latency_s=latency,
             meta={"finish_reason": choice.get("finish_reason")},
         )
+
+    def fatal_error(self) -> str | None:
+        """A reason no retry can succeed (a launched server that died); None to keep trying."""
+        return None
 
     def close(self) -> None:
         pass
