@@ -1,4 +1,5 @@
-"""A real OpenAI-compatible chat server on 127.0.0.1 for the tests, with injectable faults.
+"""A real OpenAI-compatible chat server on 127.0.0.1 for the tests, with injectable faults
+(it also answers Anthropic's /v1/messages in that API's shape).
 
 The last user text of a request decides the answer: the text after "reply ". Directives in
 the prompt inject faults, counted per prompt: "@429x2" answers the first two attempts with
@@ -18,7 +19,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_DIRECTIVE = re.compile(r"@(429|500|503|400|timeout|malformed|drop)(?:x(\d+))?")
+_DIRECTIVE = re.compile(r"@(429|500|503|529|400|timeout|malformed|drop)(?:x(\d+))?")
 
 
 class FakeOpenAI:
@@ -96,13 +97,13 @@ class FakeOpenAI:
                 times = int(match.group(2)) if match.group(2) else None
                 if times is None or attempt <= times:
                     fault = match.group(1)
-            self._respond(handler, prompt, body, fault)
+            self._respond(handler, prompt, body, fault, anthropic=handler.path.endswith("/v1/messages"))
         finally:
             with self._lock:
                 self.in_flight -= 1
 
     def _respond(
-        self, handler: BaseHTTPRequestHandler, prompt: str, body: dict[str, Any], fault: str | None
+        self, handler: BaseHTTPRequestHandler, prompt: str, body: dict[str, Any], fault: str | None, anthropic: bool
     ) -> None:
         if fault == "drop":
             handler.connection.shutdown(socket.SHUT_RDWR)
@@ -110,30 +111,28 @@ class FakeOpenAI:
             return
         if fault == "timeout":
             time.sleep(self.timeout_sleep_s)
-        if fault in ("429", "500", "503", "400"):
+        if fault in ("429", "500", "503", "529", "400"):
             payload = json.dumps({"error": {"message": f"injected {fault}"}}).encode()
             handler.send_response(int(fault))
-            if fault in ("429", "503"):
+            if fault in ("429", "503", "529"):
                 handler.send_header("Retry-After", self.retry_after)
         elif fault == "malformed":
             payload = b"{not json"
             handler.send_response(200)
         else:
             answer = prompt.rpartition("reply ")[2].strip().split(" @")[0]
-            payload = json.dumps(
-                {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": answer},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 1},
+            usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 1}
+            if anthropic:
+                reply: dict[str, Any] = {
+                    "type": "message",
+                    "content": [{"type": "text", "text": answer}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": 1},
                 }
-            ).encode()
+            else:
+                message = {"role": "assistant", "content": answer}
+                reply = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
+            payload = json.dumps(reply).encode()
             handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(payload)))

@@ -21,6 +21,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "random": "pytest_lmms.models.random",
     "hf": "pytest_lmms.models.hf",
     "openai": "pytest_lmms.models.openai",
+    "anthropic": "pytest_lmms.models.anthropic",
     "vllm": "pytest_lmms.models.vllm",
     "sglang": "pytest_lmms.models.sglang",
 }

@@ -37,8 +37,8 @@ from pytest_lmms.models._registry import register_model
 from pytest_lmms.types import MediaPart, Request, Response, TextPart
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-OVERLOAD_STATUS = {429, 503}
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+OVERLOAD_STATUS = {429, 503, 529}
 
 Callback = Callable[[int, "Response | BaseException"], None]
 
@@ -61,7 +61,13 @@ class OpenAIArgs:
     max_tokens_field: str
 
     @classmethod
-    def parse(cls, args: Mapping[str, Any]) -> OpenAIArgs:
+    def parse(
+        cls,
+        args: Mapping[str, Any],
+        default_base_url: str = DEFAULT_BASE_URL,
+        base_url_env: str = "OPENAI_BASE_URL",
+        key_env: str = "OPENAI_API_KEY",
+    ) -> OpenAIArgs:
         known = {
             "base_url",
             "api_key_env",
@@ -77,10 +83,10 @@ class OpenAIArgs:
         concurrency = str(args.get("max_concurrency", "auto"))
         try:
             return cls(
-                base_url=str(
-                    args.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-                ).rstrip("/"),
-                api_key_env=str(args.get("api_key_env", "OPENAI_API_KEY")),
+                base_url=str(args.get("base_url") or os.environ.get(base_url_env) or default_base_url).rstrip(
+                    "/"
+                ),
+                api_key_env=str(args.get("api_key_env", key_env)),
                 max_concurrency=None if concurrency == "auto" else int(concurrency),
                 initial_concurrency=int(args.get("initial_concurrency", 8)),
                 max_retries=int(args.get("max_retries", 6)),
@@ -132,12 +138,16 @@ def _mime_of(part: MediaPart, data: bytes) -> str:
 class OpenAIBackend:
     name = "openai"
     max_batch_size = 1_000_000  # the limiter paces requests; the engine hands over everything
+    ENDPOINT = "/chat/completions"
+    DEFAULT_BASE_URL = DEFAULT_BASE_URL
+    BASE_URL_ENV = "OPENAI_BASE_URL"
+    KEY_ENV = "OPENAI_API_KEY"
 
     def __init__(self, model_id: str, **args: Any) -> None:
         if not model_id:
             raise ValueError("openai backend: give the served model name, e.g. --model=openai:gpt-4.1-mini")
         self.model_id = model_id
-        self.args = OpenAIArgs.parse(args)
+        self.args = OpenAIArgs.parse(args, self.DEFAULT_BASE_URL, self.BASE_URL_ENV, self.KEY_ENV)
         fixed = self.args.max_concurrency is not None
         initial = self.args.max_concurrency if fixed else self.args.initial_concurrency
         assert initial is not None
@@ -210,10 +220,10 @@ class OpenAIBackend:
     async def _run_all(self, requests: Sequence[Request], callback: Callback) -> None:
         import aiohttp
 
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.args.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {
+            "Content-Type": "application/json",
+            **self.auth_headers(os.environ.get(self.args.api_key_env)),
+        }
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=self.args.timeout_s)
         loop = asyncio.get_running_loop()
@@ -265,7 +275,7 @@ class OpenAIBackend:
         import aiohttp
 
         self.attempts += 1
-        url = f"{self.args.base_url}/chat/completions"
+        url = f"{self.args.base_url}{self.ENDPOINT}"
         started = time.perf_counter()
         try:
             async with session.post(url, data=body) as http:
@@ -284,16 +294,24 @@ class OpenAIBackend:
             raise BackendError(f"HTTP {status} from {url}: {excerpt}")
         try:
             data = orjson.loads(payload)
-            choice = data["choices"][0]
-            text = choice["message"]["content"]
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as exc:
+            response = self.parse(data, latency)
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RetryableError(
                 f"malformed response body ({type(exc).__name__}): {payload[:200]!r}"
             ) from None
+        self.limiter.record_success(latency)
+        return response
+
+    def auth_headers(self, key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def parse(self, data: Any, latency: float) -> Response:
+        """A Response from a decoded body; KeyError / TypeError on a malformed one."""
+        choice = data["choices"][0]
+        text = choice["message"]["content"]
         if text is None:
             refusal = choice["message"].get("refusal")
             raise BackendError(f"no content in the response{f' (refusal: {refusal})' if refusal else ''}")
-        self.limiter.record_success(latency)
         usage = data.get("usage") or {}
         return Response(
             text=str(text),

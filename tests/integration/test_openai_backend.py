@@ -172,3 +172,25 @@ def test_a_run_against_the_server_fails_only_broken_samples_and_a_rerun_complete
     rerun = lmms_project.runpytest(*args)
     rerun.assert_outcomes(passed=8)
     assert len(openai_server.bodies) - before == 2  # only the two failed samples were asked again
+
+
+def test_anthropic_messages_format_headers_and_retries(
+    openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "ak-secret")
+    base_url = openai_server.url.removesuffix("/v1")
+    client = create_backend("anthropic:claude-test", {"base_url": base_url, "timeout": "0.5"})
+    system = Message("system", (TextPart("be brief"),))
+    user = Message("user", (MediaPart(MediaRef("image", png()), "image"), TextPart("look @529x1 reply D")))
+    request = Request(task="t", doc_id="0", messages=(system, user), gen=GenParams(max_new_tokens=5, stop=("\n",)))
+    (out,) = client.generate([request])
+    assert isinstance(out, Response) and out.text == "D" and out.output_tokens == 1
+    body = openai_server.bodies[-1]
+    assert body["system"] == "be brief" and body["max_tokens"] == 5 and body["stop_sequences"] == ["\n"]
+    image, text = body["messages"][0]["content"]
+    assert image["source"]["media_type"] == "image/png" and image["source"]["type"] == "base64"
+    assert text == {"type": "text", "text": "look @529x1 reply D"}
+    headers = {k.lower(): v for k, v in openai_server.headers[-1].items()}
+    assert headers["x-api-key"] == "ak-secret" and headers["anthropic-version"] == "2023-06-01"
+    assert openai_server.calls("@529") == 2  # the overloaded answer was retried
+    assert dict(client.identity()) == {"backend": "anthropic", "model": "claude-test"}
