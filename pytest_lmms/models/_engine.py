@@ -110,9 +110,22 @@ class Engine:
                     self._requests[key] = request
                     misses.append(key)
             if misses:
-                self._pending.extend(misses)
+                self._pending.extend(self._grouped_by_prefix(misses))
                 self._ensure_worker()
                 self._lock.notify()
+
+    def _grouped_by_prefix(self, keys: list[str]) -> list[str]:
+        """Requests sharing an image / video / prompt prefix side by side (groups in order of
+        first appearance, plan order within a group), so a server's prefix cache and a
+        local engine's batches see them together."""
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            try:
+                prefix = self._requests[key].prefix_key
+            except Exception:  # noqa: BLE001 - unreadable media: the backend reports it
+                prefix = key
+            groups.setdefault(prefix, []).append(key)
+        return [key for group in groups.values() for key in group]
 
     def response(self, key: str, request: Request) -> Future[Response]:
         """The future response for one request, planned now if it was not before."""

@@ -182,7 +182,9 @@ def test_anthropic_messages_format_headers_and_retries(
     client = create_backend("anthropic:claude-test", {"base_url": base_url, "timeout": "0.5"})
     system = Message("system", (TextPart("be brief"),))
     user = Message("user", (MediaPart(MediaRef("image", png()), "image"), TextPart("look @529x1 reply D")))
-    request = Request(task="t", doc_id="0", messages=(system, user), gen=GenParams(max_new_tokens=5, stop=("\n",)))
+    request = Request(
+        task="t", doc_id="0", messages=(system, user), gen=GenParams(max_new_tokens=5, stop=("\n",))
+    )
     (out,) = client.generate([request])
     assert isinstance(out, Response) and out.text == "D" and out.output_tokens == 1
     body = openai_server.bodies[-1]

@@ -171,3 +171,22 @@ def test_close_fails_what_was_never_answered() -> None:
     outcomes = [engine.response(k, r) for k, r in planned]
     assert outcomes[0].result(timeout=1).text == "a0"
     assert all(f.done() for f in outcomes)
+
+
+def test_requests_sharing_an_image_are_dispatched_together() -> None:
+    from pytest_lmms.types import MediaPart, MediaRef
+
+    images = [MediaRef("image", f"image-{i}".encode()) for i in range(3)]
+
+    def with_image(i: int) -> Request:
+        parts = (MediaPart(images[i % 3], "image"), TextPart(f"question {i}"))
+        return Request(task="t", doc_id=str(i), messages=(Message("user", parts),))
+
+    planned = [(cache_key(IDENTITY, r), r) for r in map(with_image, range(9))]
+    backend = Recording(batch_size=3)
+    engine = Engine(lambda: backend, IDENTITY)
+    engine.plan(planned)
+    for key, request in planned:
+        engine.response(key, request).result(timeout=10)
+    engine.close()
+    assert backend.batches == [["0", "3", "6"], ["1", "4", "7"], ["2", "5", "8"]]
