@@ -79,9 +79,42 @@ class TextPart:
 
 
 @dataclass(frozen=True, slots=True)
+class VideoSampling:
+    """Which frames of a video the model sees: ``num_frames`` spread uniformly (segment
+    centres, optionally forcing the last frame), or every ``1 / fps`` seconds capped at
+    ``max_frames``; frames resized so the longer side is at most ``max_side``."""
+
+    num_frames: int | None = 8
+    fps: float | None = None
+    max_frames: int = 64
+    force_last: bool = False
+    max_side: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.num_frames is None) == (self.fps is None):
+            raise ValueError("video sampling: give exactly one of num_frames or fps")
+        if self.num_frames is not None and self.num_frames < 1:
+            raise ValueError(f"video sampling: num_frames must be >= 1, got {self.num_frames}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"video sampling: fps must be > 0, got {self.fps}")
+        if self.max_frames < 1 or (self.max_side is not None and self.max_side < 1):
+            raise ValueError("video sampling: max_frames and max_side must be >= 1")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "num_frames": self.num_frames,
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            "force_last": self.force_last,
+            "max_side": self.max_side,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class MediaPart:
     media: MediaRef
     type: MediaKind = "image"
+    sampling: VideoSampling | None = None  # videos only; None means the default sampling
 
 
 ContentPart = TextPart | MediaPart
@@ -154,12 +187,16 @@ class Request:
         """The rendered request as plain JSON data, media replaced by their content hashes."""
         messages = []
         for message in self.messages:
-            parts: list[dict[str, str]] = []
+            parts: list[dict[str, Any]] = []
             for part in message.content:
                 if isinstance(part, TextPart):
                     parts.append({"type": "text", "text": part.text})
                 else:
-                    parts.append({"type": part.type, "sha256": part.media.content_hash})
+                    entry: dict[str, Any] = {"type": part.type, "sha256": part.media.content_hash}
+                    if part.type == "video":
+                        # the frames the model sees change its answer: they are part of the key
+                        entry["sampling"] = (part.sampling or VideoSampling()).as_dict()
+                    parts.append(entry)
             messages.append({"role": message.role, "content": parts})
         return {
             "kind": self.kind,

@@ -11,8 +11,8 @@ backend and computing its ``identity()`` never import torch (except to build the
 model the first time it is asked for); the model loads on the first ``generate``.
 
 Only ``kind="generate"`` requests with text and image parts are supported for now:
-``loglikelihood`` and ``agentic`` requests, and video or audio parts, get a
-``NotImplementedError`` in their result slot.
+Video parts are given to the model as their sampled frames (images). ``loglikelihood``
+and ``agentic`` requests, and audio parts, get a ``NotImplementedError`` in their slot.
 """
 
 from __future__ import annotations
@@ -343,6 +343,13 @@ class HFBackend:
                     content.append({"type": "text", "text": part.text})
                 elif isinstance(part, MediaPart) and part.type == "image":
                     content.append({"type": "image", "image": _load_image(part, request)})
+                elif isinstance(part, MediaPart) and part.type == "video":
+                    # sampled frames as images: works with any image model, and the
+                    # processor needs no video support (none without torchvision here)
+                    from pytest_lmms.media import video_as_images
+
+                    for frame in video_as_images(part):
+                        content.append({"type": "image", "image": _load_image(frame, request)})
                 else:
                     raise NotImplementedError(f"hf backend does not take {part.type} parts yet")
             conversation.append({"role": message.role, "content": content})

@@ -187,7 +187,16 @@ class OpenAIBackend:
             if all(isinstance(p, TextPart) for p in parts):
                 messages.append({"role": message.role, "content": message.text})
             else:
-                messages.append({"role": message.role, "content": [self._content(p) for p in parts]})
+                content = []
+                for part in parts:
+                    if isinstance(part, MediaPart) and part.type == "video":
+                        from pytest_lmms.media import video_as_images
+
+                        # frames as images: what OpenAI-compatible servers accept everywhere
+                        content += [self._content(frame) for frame in video_as_images(part)]
+                    else:
+                        content.append(self._content(part))
+                messages.append({"role": message.role, "content": content})
         gen = request.gen
         body: dict[str, Any] = {
             "model": self.model_id,

@@ -1,0 +1,213 @@
+"""Video frames: which to sample, decoding them (torchcodec, PyAV as the fallback), and a
+bounded in-process cache so a video asked about by several questions is decoded once."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from pytest_lmms.types import MediaPart, MediaRef, VideoSampling
+
+Frames = npt.NDArray[np.uint8]  # (n, height, width, 3), RGB
+DecoderName = Literal["auto", "torchcodec", "pyav"]
+
+
+class MediaError(RuntimeError):
+    """A medium that cannot be read or decoded; the message names it and the decoder's error."""
+
+
+def sample_indices(total_frames: int, average_fps: float | None, sampling: VideoSampling) -> list[int]:
+    """Frame indices to decode, in increasing order.
+
+    ``num_frames``: the centres of ``num_frames`` equal segments (every frame when the video
+    is shorter), the last one moved to the final frame when ``force_last``. ``fps``: one
+    frame every ``average_fps / fps`` frames from the first, thinned uniformly to at most
+    ``max_frames``.
+    """
+    if total_frames <= 0:
+        raise MediaError("the video has no frames")
+    if sampling.num_frames is not None:
+        n = min(sampling.num_frames, total_frames)
+        indices = [int((i + 0.5) * total_frames / n) for i in range(n)]
+        if sampling.force_last:
+            indices[-1] = total_frames - 1
+        return sorted(set(indices))
+    assert sampling.fps is not None
+    if not average_fps or average_fps <= 0:
+        raise MediaError("fps sampling needs the video's frame rate, which it does not state")
+    step = average_fps / sampling.fps
+    indices = [int(i * step) for i in range(int(total_frames / step + 1e-9) or 1)]
+    indices = [i for i in indices if i < total_frames]
+    if len(indices) > sampling.max_frames:
+        picks = np.linspace(0, len(indices) - 1, sampling.max_frames).round().astype(int)
+        indices = [indices[i] for i in picks]
+    return sorted(set(indices))
+
+
+def _source(media: MediaRef) -> Any:
+    return str(media.path) if media.path is not None else media.read_bytes()
+
+
+def _decode_torchcodec(media: MediaRef, sampling: VideoSampling) -> Frames:
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(_source(media), dimension_order="NHWC", seek_mode="approximate")
+    metadata = decoder.metadata
+    total = metadata.num_frames if metadata.num_frames is not None else len(decoder)
+    indices = sample_indices(int(total), metadata.average_fps, sampling)
+    batch = decoder.get_frames_at(indices=indices)
+    return np.ascontiguousarray(batch.data.numpy())
+
+
+def _decode_pyav(media: MediaRef, sampling: VideoSampling) -> Frames:
+    import av
+
+    source = str(media.path) if media.path is not None else io.BytesIO(media.read_bytes())
+    with av.open(source, mode="r") as container:
+        stream = container.streams.video[0]
+        total = stream.frames
+        fps = float(stream.average_rate) if stream.average_rate else None
+        if not total:  # containers that do not state a frame count: count by decoding
+            total = 0
+            for _ in container.decode(stream):
+                total += 1
+            container.seek(0)
+        wanted = sample_indices(total, fps, sampling)
+        wanted_set = set(wanted)
+        frames: list[Frames] = []
+        for index, frame in enumerate(container.decode(stream)):
+            if index in wanted_set:
+                frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
+                if len(frames) == len(wanted):
+                    break
+    if not frames:
+        raise MediaError("no frame could be decoded")
+    return np.stack(frames)
+
+
+def _resize(frames: Frames, max_side: int | None) -> Frames:
+    if max_side is None or max(frames.shape[1:3]) <= max_side:
+        return frames
+    from PIL import Image
+
+    height, width = frames.shape[1:3]
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC)) for f in frames])
+
+
+def available_decoders() -> list[str]:
+    found = []
+    try:
+        import torchcodec.decoders  # noqa: F401
+
+        found.append("torchcodec")
+    except Exception:  # noqa: BLE001 - a missing or broken install (FFmpeg libraries) alike
+        pass
+    try:
+        import av  # noqa: F401
+
+        found.append("pyav")
+    except ImportError:
+        pass
+    return found
+
+
+_DECODERS = {"torchcodec": _decode_torchcodec, "pyav": _decode_pyav}
+
+
+def decode_video(
+    media: MediaRef, sampling: VideoSampling | None = None, decoder: DecoderName = "auto"
+) -> Frames:
+    """The sampled frames of a video as uint8 RGB, (n, height, width, 3)."""
+    sampling = sampling or VideoSampling()
+    names: Sequence[str] = available_decoders() if decoder == "auto" else [decoder]
+    if not names:
+        raise MediaError("no video decoder: install torchcodec (with FFmpeg) or av (pip install av)")
+    where = str(media.path) if media.path is not None else f"video {media.content_hash[:12]}"
+    errors = []
+    for name in names:
+        try:
+            return _resize(_DECODERS[name](media, sampling), sampling.max_side)
+        except MediaError as exc:
+            errors.append(f"{name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the decoder's own error, named below
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    raise MediaError(f"cannot decode {where}: " + "; ".join(errors))
+
+
+class FrameCache:
+    """Decoded frames by (content hash, sampling), bounded by bytes, least recently used out."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, tuple[Any, ...]], Frames] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._decoding: dict[tuple[str, tuple[Any, ...]], threading.Lock] = {}
+        self.hits = 0
+        self.decodes = 0
+
+    def frames(
+        self, media: MediaRef, sampling: VideoSampling | None = None, decoder: DecoderName = "auto"
+    ) -> Frames:
+        sampling = sampling or VideoSampling()
+        key = (media.content_hash, tuple(sampling.as_dict().values()))
+        with self._lock:
+            found = self._get(key)
+            if found is not None:
+                return found
+            gate = self._decoding.setdefault(key, threading.Lock())
+        with gate:  # two threads asking for one video decode it once
+            with self._lock:
+                found = self._get(key)
+                if found is not None:
+                    return found
+            frames = decode_video(media, sampling, decoder)
+            frames.setflags(write=False)
+            with self._lock:
+                self.decodes += 1
+                self._put(key, frames)
+                self._decoding.pop(key, None)
+            return frames
+
+    def _get(self, key: tuple[str, tuple[Any, ...]]) -> Frames | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def _put(self, key: tuple[str, tuple[Any, ...]], frames: Frames) -> None:
+        self._items[key] = frames
+        self._size += frames.nbytes
+        while self._size > self.max_bytes and len(self._items) > 1:
+            _, dropped = self._items.popitem(last=False)
+            self._size -= dropped.nbytes
+
+
+FRAME_CACHE = FrameCache()
+
+
+def frames_as_png(frames: Frames) -> list[bytes]:
+    from PIL import Image
+
+    out = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def video_as_images(part: MediaPart) -> list[MediaPart]:
+    """A video part as image parts, one per sampled frame (for backends that take images)."""
+    frames = FRAME_CACHE.frames(part.media, part.sampling)
+    pngs = frames_as_png(frames)
+    return [MediaPart(MediaRef("image", png, mime="image/png"), "image") for png in pngs]

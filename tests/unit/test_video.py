@@ -1,0 +1,130 @@
+"""Video sampling and decoding on real files written with PyAV (H.264 in MP4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_lmms.cache import cache_key
+from pytest_lmms.media import FrameCache, MediaError, available_decoders, decode_video, sample_indices
+from pytest_lmms.types import MediaPart, MediaRef, Message, Request, TextPart, VideoSampling
+
+av = pytest.importorskip("av")
+
+LEVEL = 5  # frame i is a flat grey of level i * LEVEL: decoded pixels tell which frame it was
+
+
+def write_video(path: Path, n_frames: int = 30, size: tuple[int, int] = (64, 48), fps: int = 10) -> Path:
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(n_frames):
+            image = np.full((size[1], size[0], 3), i * LEVEL, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def frame_ids(frames: np.ndarray) -> list[int]:
+    return [round(float(frame.mean()) / LEVEL) for frame in frames]
+
+
+@pytest.mark.parametrize(
+    ("total", "sampling", "expected"),
+    [
+        (30, VideoSampling(num_frames=8), [1, 5, 9, 13, 16, 20, 24, 28]),
+        (30, VideoSampling(num_frames=8, force_last=True), [1, 5, 9, 13, 16, 20, 24, 29]),
+        (5, VideoSampling(num_frames=8), [0, 1, 2, 3, 4]),
+        (30, VideoSampling(num_frames=None, fps=2), [0, 5, 10, 15, 20, 25]),
+        (30, VideoSampling(num_frames=None, fps=2, max_frames=3), [0, 10, 25]),
+    ],
+)
+def test_sample_indices(total: int, sampling: VideoSampling, expected: list[int]) -> None:
+    assert sample_indices(total, 10.0, sampling) == expected
+
+
+def test_sampling_is_validated() -> None:
+    with pytest.raises(ValueError, match="exactly one of num_frames or fps"):
+        VideoSampling(num_frames=4, fps=1.0)
+    with pytest.raises(MediaError, match="frame rate"):
+        sample_indices(30, None, VideoSampling(num_frames=None, fps=1.0))
+
+
+@pytest.mark.parametrize("decoder", available_decoders())
+def test_decoders_return_the_sampled_frames(tmp_path: Path, decoder: str) -> None:
+    video = MediaRef("video", write_video(tmp_path / "v.mp4"))
+    frames = decode_video(video, VideoSampling(num_frames=8), decoder=decoder)  # type: ignore[arg-type]
+    assert frames.shape == (8, 48, 64, 3) and frames.dtype == np.uint8
+    assert frame_ids(frames) == [1, 5, 9, 13, 16, 20, 24, 28]
+    from_bytes = decode_video(
+        MediaRef("video", video.read_bytes()), VideoSampling(num_frames=8), decoder=decoder
+    )  # type: ignore[arg-type]
+    assert frame_ids(from_bytes) == frame_ids(frames)
+
+
+def test_both_decoders_agree(tmp_path: Path) -> None:
+    if len(available_decoders()) < 2:
+        pytest.skip("needs torchcodec and PyAV")
+    video = MediaRef("video", write_video(tmp_path / "v.mp4", n_frames=45))
+    sampling = VideoSampling(num_frames=None, fps=3.0, max_side=32)
+    a = decode_video(video, sampling, decoder="torchcodec")
+    b = decode_video(video, sampling, decoder="pyav")
+    assert a.shape == b.shape == (13, 24, 32, 3)  # 4.5 s at 3 fps, resized to 32 wide
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_corrupt_video_names_the_file_and_the_decoder_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    with pytest.raises(MediaError, match=r"cannot decode .*broken\.mp4: "):
+        decode_video(MediaRef("video", broken))
+
+
+def test_frame_cache_decodes_a_video_once_for_many_questions(tmp_path: Path) -> None:
+    cache = FrameCache()
+    video = MediaRef("video", write_video(tmp_path / "v.mp4"))
+    for _ in range(3):
+        cache.frames(video, VideoSampling(num_frames=4))
+    assert (cache.decodes, cache.hits) == (1, 2)
+    cache.frames(video, VideoSampling(num_frames=6))
+    assert cache.decodes == 2
+
+
+def test_frame_cache_is_bounded_in_bytes(tmp_path: Path) -> None:
+    videos = [MediaRef("video", write_video(tmp_path / f"v{i}.mp4", n_frames=10 + i)) for i in range(3)]
+    one = 4 * 48 * 64 * 3
+    cache = FrameCache(max_bytes=2 * one)
+    for video in videos:
+        cache.frames(video, VideoSampling(num_frames=4))
+    cache.frames(videos[0], VideoSampling(num_frames=4))
+    assert cache.decodes == 4  # the first video had been evicted
+
+
+def test_the_sampling_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    video = MediaRef("video", write_video(tmp_path / "v.mp4"))
+
+    def request(sampling: VideoSampling | None) -> Request:
+        parts = (MediaPart(video, "video", sampling), TextPart("what happens?"))
+        return Request(task="t", doc_id="0", messages=(Message("user", parts),))
+
+    identity = {"backend": "x", "model": "m"}
+    assert cache_key(identity, request(None)) == cache_key(identity, request(VideoSampling()))
+    assert cache_key(identity, request(VideoSampling(num_frames=4))) != cache_key(identity, request(None))
+
+
+def test_openai_backend_sends_video_as_frames(tmp_path: Path, openai_server) -> None:  # type: ignore[no-untyped-def]
+    from pytest_lmms.models import create_backend
+
+    video = MediaRef("video", write_video(tmp_path / "v.mp4"))
+    parts = (MediaPart(video, "video", VideoSampling(num_frames=3)), TextPart("reply C"))
+    client = create_backend("openai:m", {"base_url": openai_server.url})
+    (out,) = client.generate([Request(task="t", doc_id="0", messages=(Message("user", parts),))])
+    assert out.text == "C"  # type: ignore[union-attr]
+    content = openai_server.bodies[0]["messages"][0]["content"]
+    assert [p["type"] for p in content] == ["image_url", "image_url", "image_url", "text"]
