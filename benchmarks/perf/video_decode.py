@@ -1,0 +1,85 @@
+"""Video decoding speed: torchcodec against PyAV, and the frame cache, on synthetic videos.
+
+    python benchmarks/perf/video_decode.py [--seconds 20]
+
+Writes H.264 MP4s at 720p and 240p (30 fps, moving gradients so the codec has work), then
+prints, per resolution and frame count (8, 32, 128 uniformly sampled), the decoded frames
+per second of each decoder and the ratio (target: torchcodec >= 1.5x PyAV for 32 frames at
+720p), and the media time of a question on an already-decoded video (target: < 1 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pytest_lmms.media import FrameCache, available_decoders, decode_video  # noqa: E402
+from pytest_lmms.types import MediaRef, VideoSampling  # noqa: E402
+
+
+def write_video(path: Path, width: int, height: int, seconds: float, fps: int = 30) -> Path:
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23"}
+        x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+        y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+        for i in range(int(seconds * fps)):
+            r = (x + 3 * i) % 256
+            g = (y + 5 * i) % 256
+            b = ((x + y) / 2 + 7 * i) % 256
+            image = np.stack([r + 0 * y, g + 0 * x, b], axis=-1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def timed(function, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    opts = parser.parse_args()
+    decoders = available_decoders()
+    print(f"decoders available: {', '.join(decoders) or 'none'}")
+    with tempfile.TemporaryDirectory(prefix="lmms-video-") as tmp:
+        for label, (width, height) in (("720p", (1280, 720)), ("240p", (426, 240))):
+            video = MediaRef("video", write_video(Path(tmp) / f"{label}.mp4", width, height, opts.seconds))
+            for n in (8, 32, 128):
+                sampling = VideoSampling(num_frames=n)
+                speeds = {d: n / timed(lambda d=d: decode_video(video, sampling, decoder=d)) for d in decoders}
+                ratio = speeds["torchcodec"] / speeds["pyav"] if len(speeds) == 2 else float("nan")
+                cells = "  ".join(f"{d} {v:8.1f} frames/s" for d, v in speeds.items())
+                target = "  (target >= 1.5x)" if (label, n) == ("720p", 32) else ""
+                print(f"{label} {n:4d} frames  {cells}  torchcodec/pyav {ratio:5.2f}x{target}")
+            cache = FrameCache()
+            sampling = VideoSampling(num_frames=32)
+            first = timed(lambda: cache.frames(video, sampling), repeats=1)
+            repeats = [timed(lambda: cache.frames(video, sampling), repeats=1) for _ in range(200)]
+            print(
+                f"{label} frame cache: first question {first * 1e3:8.2f} ms, each further question on the same "
+                f"video {statistics.median(repeats) * 1e3:.4f} ms (target < 1 ms); decodes: {cache.decodes}"
+            )
+
+
+if __name__ == "__main__":
+    main()
