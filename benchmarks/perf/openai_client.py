@@ -28,7 +28,9 @@ sys.stdin.read()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     opts = parser.parse_args()
@@ -37,14 +39,19 @@ def main() -> None:
     from pytest_lmms.types import Message, Request, TextPart
 
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(root=str(ROOT))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER.format(root=str(ROOT))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
         client = create_backend("openai:perf", {"base_url": url, "max_concurrency": str(opts.concurrency)})
         requests = [
-            Request(task="perf", doc_id=str(i), messages=(Message("user", (TextPart(f"question {i}: reply A"),)),))
+            Request(
+                task="perf", doc_id=str(i), messages=(Message("user", (TextPart(f"question {i}: reply A"),)),)
+            )
             for i in range(opts.requests)
         ]
         client.generate(requests[:50])  # warm-up: imports, connection pool
@@ -56,8 +63,12 @@ def main() -> None:
         server.wait(timeout=10)
     failures = sum(1 for o in outputs if isinstance(o, BaseException))
     print(f"requests                 {opts.requests}  (failures {failures}, concurrency {opts.concurrency})")
-    print(f"client CPU per request   {cpu / opts.requests * 1e3:8.3f} ms   (reference: bare aiohttp ~0.4 ms, openai SDK ~2.4 ms)")
-    print(f"wall per request         {wall / opts.requests * 1e3:8.3f} ms   ({opts.requests / wall:.0f} requests/s)")
+    print(
+        f"client CPU per request   {cpu / opts.requests * 1e3:8.3f} ms   (reference: bare aiohttp ~0.4 ms, openai SDK ~2.4 ms)"
+    )
+    print(
+        f"wall per request         {wall / opts.requests * 1e3:8.3f} ms   ({opts.requests / wall:.0f} requests/s)"
+    )
 
 
 if __name__ == "__main__":

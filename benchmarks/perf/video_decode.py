@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,9 @@ def timed(function, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     opts = parser.parse_args()
     decoders = available_decoders()
@@ -66,15 +69,16 @@ def main() -> None:
             video = MediaRef("video", write_video(Path(tmp) / f"{label}.mp4", width, height, opts.seconds))
             for n in (8, 32, 128):
                 sampling = VideoSampling(num_frames=n)
-                speeds = {d: n / timed(lambda d=d: decode_video(video, sampling, decoder=d)) for d in decoders}
+                speeds = {d: n / timed(partial(decode_video, video, sampling, decoder=d)) for d in decoders}
                 ratio = speeds["torchcodec"] / speeds["pyav"] if len(speeds) == 2 else float("nan")
                 cells = "  ".join(f"{d} {v:8.1f} frames/s" for d, v in speeds.items())
                 target = "  (target >= 1.5x)" if (label, n) == ("720p", 32) else ""
                 print(f"{label} {n:4d} frames  {cells}  torchcodec/pyav {ratio:5.2f}x{target}")
             cache = FrameCache()
             sampling = VideoSampling(num_frames=32)
-            first = timed(lambda: cache.frames(video, sampling), repeats=1)
-            repeats = [timed(lambda: cache.frames(video, sampling), repeats=1) for _ in range(200)]
+            ask = partial(cache.frames, video, sampling)
+            first = timed(ask, repeats=1)
+            repeats = [timed(ask, repeats=1) for _ in range(200)]
             print(
                 f"{label} frame cache: first question {first * 1e3:8.2f} ms, each further question on the same "
                 f"video {statistics.median(repeats) * 1e3:.4f} ms (target < 1 ms); decodes: {cache.decodes}"
