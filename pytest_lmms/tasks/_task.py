@@ -253,6 +253,9 @@ class Task:
             return Message(message["role"], (TextPart(content),))
         parts: list[ContentPart] = []
         for part in content:
+            if isinstance(part, (TextPart, MediaPart)):
+                parts.append(part)
+                continue
             kind = part.get("type")
             if kind == "text":
                 parts.append(TextPart(str(part["text"])))

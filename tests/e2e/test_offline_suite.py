@@ -42,13 +42,17 @@ def test_offline_suite_runs_with_the_embedded_model_and_reruns_from_the_cache(tm
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "pytest-lmms results" in first.stdout
-    for task in ("shapes_count", "shapes_color"):
+    for task in ("shapes_count", "shapes_color", "motion"):
         assert any(line.startswith(task) and "[" in line for line in first.stdout.splitlines()), first.stdout[
             -2000:
         ]
     data = json.loads((tmp_path / "results" / "first" / "results.json").read_text())
     assert data["model"]["spec"] == "hf:tiny-qwen2-vl"
-    assert {t: info["n"] for t, info in data["tasks"].items()} == {"shapes_color": 40, "shapes_count": 80}
+    assert {t: info["n"] for t, info in data["tasks"].items()} == {
+        "motion": 36,
+        "shapes_color": 40,
+        "shapes_count": 80,
+    }
     for task, n in (("shapes_count", 80), ("shapes_color", 40)):
         lines = (tmp_path / "results" / "first" / f"samples_{task}.jsonl").read_text().splitlines()
         assert len(lines) == n
@@ -57,14 +61,14 @@ def test_offline_suite_runs_with_the_embedded_model_and_reruns_from_the_cache(tm
             estimate["ci_low"] is not None and estimate["ci_low"] <= estimate["value"] <= estimate["ci_high"]
         )
     assert data["tasks"]["shapes_count"]["metrics"]["number_match"]["method"] == "cluster-t"
-    assert data["throughput"]["model_calls"] == 120
+    assert data["throughput"]["model_calls"] == 156
 
     second = subprocess.run(
         [*args, "--lmms-run-name=second"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert second.returncode == 0
     again = json.loads((tmp_path / "results" / "second" / "results.json").read_text())
-    assert again["throughput"]["cached"] == 120 and again["throughput"]["model_calls"] == 0
+    assert again["throughput"]["cached"] == 156 and again["throughput"]["model_calls"] == 0
     assert "torch imported: False" in second.stdout
-    for task in ("shapes_count", "shapes_color"):
+    for task in ("shapes_count", "shapes_color", "motion"):
         assert again["tasks"][task]["metrics"] == data["tasks"][task]["metrics"]
