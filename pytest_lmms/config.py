@@ -191,6 +191,14 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini("lmms_fail_under", "gates as TASK:METRIC=VALUE, one per line", type="linelist", default=[])
     group.addoption(
+        "--lmms-gpus-per-worker",
+        dest="lmms_gpus_per_worker",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with -n: pin each xdist worker to its own N visible GPUs (CUDA_VISIBLE_DEVICES)",
+    )
+    group.addoption(
         "--lmms-config",
         dest="lmms_config",
         default=None,

@@ -29,6 +29,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    per_worker = config.getoption("lmms_gpus_per_worker")
+    workerinput = getattr(config, "workerinput", None)
+    if per_worker is not None and workerinput is not None:
+        from pytest_lmms.xdist import pin_worker
+
+        try:
+            pin_worker(workerinput, per_worker)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     state = LmmsSession(config, build_run_config(config))
     config.stash[SESSION_KEY] = state
     if not state.is_worker:

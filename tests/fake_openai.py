@@ -103,7 +103,12 @@ class FakeOpenAI:
                 self.in_flight -= 1
 
     def _respond(
-        self, handler: BaseHTTPRequestHandler, prompt: str, body: dict[str, Any], fault: str | None, anthropic: bool
+        self,
+        handler: BaseHTTPRequestHandler,
+        prompt: str,
+        body: dict[str, Any],
+        fault: str | None,
+        anthropic: bool,
     ) -> None:
         if fault == "drop":
             handler.connection.shutdown(socket.SHUT_RDWR)
@@ -131,7 +136,10 @@ class FakeOpenAI:
                 }
             else:
                 message = {"role": "assistant", "content": answer}
-                reply = {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
+                reply = {
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": usage,
+                }
             payload = json.dumps(reply).encode()
             handler.send_response(200)
         handler.send_header("Content-Type", "application/json")

@@ -54,6 +54,10 @@ class ScriptedBackend:
         if batches:
             with open(batches, "a") as handle:
                 handle.write(f"{len(requests)}\\n")
+        env_log = os.environ.get("SCRIPTED_ENV_LOG")
+        if env_log:
+            with open(env_log, "a") as handle:
+                handle.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES')}\\n")
         log = os.environ.get("SCRIPTED_LOG")
         if log:
             with open(log, "a") as handle:

@@ -58,7 +58,9 @@ def _decode_torchcodec(media: MediaRef, sampling: VideoSampling) -> Frames:
     from torchcodec.decoders import VideoDecoder
 
     # num_ffmpeg_threads=0 lets FFmpeg pick its thread count (about 25% faster here than 1)
-    decoder = VideoDecoder(_source(media), dimension_order="NHWC", seek_mode="approximate", num_ffmpeg_threads=0)
+    decoder = VideoDecoder(
+        _source(media), dimension_order="NHWC", seek_mode="approximate", num_ffmpeg_threads=0
+    )
     metadata = decoder.metadata
     total = metadata.num_frames if metadata.num_frames is not None else len(decoder)
     indices = sample_indices(int(total), metadata.average_fps, sampling)

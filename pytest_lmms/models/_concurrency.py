@@ -30,6 +30,7 @@ class AdaptiveLimiter:
     in_flight: int = field(default=0, init=False)
     paused_until: float = field(default=0.0, init=False)
     best_latency: float = field(default=math.inf, init=False)
+    latency_average: float | None = field(default=None, init=False)
     successes_in_window: int = field(default=0, init=False)
     peak_in_flight: int = field(default=0, init=False)
     _changed: asyncio.Condition | None = field(default=None, init=False, repr=False)
@@ -68,16 +69,24 @@ class AdaptiveLimiter:
 
     def record_success(self, latency_s: float) -> None:
         self.best_latency = min(self.best_latency, latency_s)
+        # A moving average, so one slow answer (a long generation) does not count as queueing.
+        self.latency_average = (
+            latency_s if self.latency_average is None else 0.9 * self.latency_average + 0.1 * latency_s
+        )
         if self.fixed:
             return
-        if latency_s > self.latency_tolerance * self.best_latency and latency_s > 0.05:
-            # Queueing at the server: back off gently before it starts refusing.
-            self.limit = max(self.minimum, self.limit * 0.9)
-            self.successes_in_window = 0
-            return
         self.successes_in_window += 1
-        if self.successes_in_window >= int(self.limit):
-            self.successes_in_window = 0
+        if self.successes_in_window < int(self.limit):
+            return
+        # One decision per window of `limit` successes: grow by one, or shrink gently when
+        # latency has risen well above its best (queueing at the server) before it refuses.
+        self.successes_in_window = 0
+        queueing = (
+            self.latency_average > self.latency_tolerance * self.best_latency and self.latency_average > 0.05
+        )
+        if queueing:
+            self.limit = max(self.minimum, self.limit * 0.9)
+        else:
             self.limit = min(self.maximum, self.limit + 1)
 
     def record_overload(self, retry_after_s: float | None) -> None:

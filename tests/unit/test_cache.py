@@ -188,9 +188,7 @@ def test_key_ignores_identity_key_order() -> None:
         pytest.param({**IDENTITY, "max_pixels": 1024}, make_request(), id="backend-argument"),
     ],
 )
-def test_key_changes_with_what_changes_the_output(
-    identity: dict[str, Any], request_: Request
-) -> None:
+def test_key_changes_with_what_changes_the_output(identity: dict[str, Any], request_: Request) -> None:
     assert cache_key(identity, request_) != cache_key(IDENTITY, make_request())
 
 
@@ -205,9 +203,7 @@ def test_key_changes_with_what_changes_the_output(
         pytest.param(IDENTITY, make_request(doc_id="99"), id="doc-id"),
     ],
 )
-def test_key_ignores_transport_and_sample_identity(
-    identity: dict[str, Any], request_: Request
-) -> None:
+def test_key_ignores_transport_and_sample_identity(identity: dict[str, Any], request_: Request) -> None:
     assert cache_key(identity, request_) == cache_key(IDENTITY, make_request())
 
 
@@ -281,9 +277,7 @@ def test_stored_value_is_a_json_blob_with_inspection_fields(tmp_path: Path) -> N
         pytest.param(make_request(), Response(""), id="empty-text"),
     ],
 )
-def test_uncacheable_responses_are_not_stored(
-    tmp_path: Path, request_: Request, response: Response
-) -> None:
+def test_uncacheable_responses_are_not_stored(tmp_path: Path, request_: Request, response: Response) -> None:
     key = cache_key(IDENTITY, request_)
     with ResponseCache(tmp_path) as cache:
         assert cache.put_many([(key, request_, response)]) == 0
@@ -329,9 +323,7 @@ def test_get_many_queries_in_chunks_of_500(tmp_path: Path) -> None:
     [b"{not json", orjson.dumps({"meta": {}}), orjson.dumps(["a", "list"])],
     ids=["undecodable", "missing-text", "not-an-object"],
 )
-def test_corrupt_row_is_a_warned_miss_then_overwritten(
-    tmp_path: Path, corrupt_value: bytes
-) -> None:
+def test_corrupt_row_is_a_warned_miss_then_overwritten(tmp_path: Path, corrupt_value: bytes) -> None:
     [(key, request, response)] = make_entries(1)
     with ResponseCache(tmp_path) as cache:
         cache.put_many([(key, request, response)])

@@ -95,9 +95,7 @@ def test_strip_reasoning_custom_tags(text: str, tags: Any, expected: str) -> Non
 
 def test_strip_reasoning_with_parsed_tags() -> None:
     tags = parse_reasoning_tags("reasoning")
-    assert strip_reasoning("<think>x</think><reasoning>y</reasoning>B", tags) == (
-        "<think>x</think>B"
-    )
+    assert strip_reasoning("<think>x</think><reasoning>y</reasoning>B", tags) == ("<think>x</think>B")
 
 
 # --- parse_reasoning_tags ------------------------------------------------------------------
@@ -126,14 +124,10 @@ def test_strip_reasoning_with_parsed_tags() -> None:
             id="pair-with-pipes",
         ),
         pytest.param("[R]:[/R]", (("[R]", "[/R]"),), id="pair-non-angle"),
-        pytest.param(
-            "think,<a>:</b>", (("<think>", "</think>"), ("<a>", "</b>")), id="mixed-string"
-        ),
+        pytest.param("think,<a>:</b>", (("<think>", "</think>"), ("<a>", "</b>")), id="mixed-string"),
         pytest.param([["<think>", "</think>"]], (("<think>", "</think>"),), id="yaml-pairs"),
         pytest.param((("<a>", "</a>"),), (("<a>", "</a>"),), id="tuple-pairs"),
-        pytest.param(
-            ["think", "<x>:</y>"], (("<think>", "</think>"), ("<x>", "</y>")), id="yaml-strs"
-        ),
+        pytest.param(["think", "<x>:</y>"], (("<think>", "</think>"), ("<x>", "</y>")), id="yaml-strs"),
         pytest.param("think,think", (("<think>", "</think>"),), id="deduplicated"),
     ],
 )
@@ -337,9 +331,7 @@ def test_extract_number_zero_denominator_is_nan() -> None:
 
 
 def test_builtin_metrics_registered() -> None:
-    assert {"exact_match", "contains", "choice_accuracy", "number_match"} <= set(
-        available_metrics()
-    )
+    assert {"exact_match", "contains", "choice_accuracy", "number_match"} <= set(available_metrics())
     assert available_metrics() == sorted(available_metrics())
 
 
@@ -446,9 +438,7 @@ def test_contains(prediction: str, target: Any, expected: float) -> None:
         ("", "A", {}, 0.0),
     ],
 )
-def test_choice_accuracy(
-    prediction: str, target: Any, kwargs: dict[str, Any], expected: float
-) -> None:
+def test_choice_accuracy(prediction: str, target: Any, kwargs: dict[str, Any], expected: float) -> None:
     assert get_metric("choice_accuracy")(prediction, target, **kwargs) == expected
 
 
@@ -480,9 +470,7 @@ def test_choice_accuracy_bad_target(target: Any) -> None:
         ("1/0", 0, {}, 0.0),
     ],
 )
-def test_number_match(
-    prediction: str, target: Any, kwargs: dict[str, Any], expected: float
-) -> None:
+def test_number_match(prediction: str, target: Any, kwargs: dict[str, Any], expected: float) -> None:
     assert get_metric("number_match")(prediction, target, **kwargs) == expected
 
 

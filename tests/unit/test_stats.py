@@ -62,9 +62,7 @@ def covered(intervals: Sequence[Estimate | Comparison], truth: float) -> float:
 def cluster_fit(y: np.ndarray, groups: np.ndarray) -> Any:
     # use_t=True makes statsmodels use t with G - 1 df (its df_resid_inference) for the
     # cluster covariance; its default (use_t=False) would use the normal distribution.
-    return sm.OLS(y, np.ones((len(y), 1))).fit(
-        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
-    )
+    return sm.OLS(y, np.ones((len(y), 1))).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -323,9 +321,7 @@ def test_every_function_rejects_a_level_outside_zero_one(level: float) -> None:
 
 def test_level_changes_the_interval_width() -> None:
     scores = np.random.default_rng(0).random(30)
-    widths = [
-        estimate(scores, level=lv).ci_high - estimate(scores, level=lv).ci_low for lv in LEVELS
-    ]
+    widths = [estimate(scores, level=lv).ci_high - estimate(scores, level=lv).ci_low for lv in LEVELS]
     assert widths == sorted(widths)
     assert estimate(scores, level=0.9).level == 0.9
 

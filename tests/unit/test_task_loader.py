@@ -1221,7 +1221,7 @@ def test_shipped_offline_data_equals_a_fresh_generation(tmp_path: Path) -> None:
 def test_shipped_offline_tasks_load_and_render() -> None:
     index = discover([REPO / "benchmarks" / "offline"])
     assert index.errors == {}
-    assert index.select(["offline"]) == {"shapes_count", "shapes_color"}
+    assert index.select(["offline"]) == {"shapes_count", "shapes_color", "motion"}
     count = load_task(f"{REPO}/benchmarks/offline/shapes.yaml::shapes_count")
     doc = count.doc("img000-count-square")
     request = count.request(doc)
