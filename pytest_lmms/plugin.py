@@ -223,6 +223,7 @@ class SampleItem(pytest.Item):
             "latency_s": response.latency_s,
             "input_tokens": response.input_tokens,
             "output_tokens": response.output_tokens,
+            "ttft_s": response.ttft_s,
         }
         if baseline:
             self.user_properties.append((BASELINE_PROPERTY, result))

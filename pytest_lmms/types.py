@@ -268,6 +268,7 @@ class SampleResult:
     latency_s: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    ttft_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -283,6 +284,7 @@ class SampleResult:
             "latency_s": self.latency_s,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "ttft_s": self.ttft_s,
         }
 
     @classmethod
@@ -300,6 +302,7 @@ class SampleResult:
             latency_s=data.get("latency_s"),
             input_tokens=data.get("input_tokens"),
             output_tokens=data.get("output_tokens"),
+            ttft_s=data.get("ttft_s"),
         )
 
 

@@ -102,6 +102,21 @@ class FakeOpenAI:
             with self._lock:
                 self.in_flight -= 1
 
+    def _stream(self, handler: BaseHTTPRequestHandler, answer: str, usage: dict[str, int]) -> None:
+        """Server-sent events, one per character of the answer, then usage and [DONE]."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        for char in answer:
+            event = {"choices": [{"index": 0, "delta": {"content": char}, "finish_reason": None}]}
+            handler.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            handler.wfile.flush()
+        final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
+        handler.wfile.write(b"data: " + json.dumps(final).encode() + b"\n\ndata: [DONE]\n\n")
+        handler.wfile.flush()
+        handler.close_connection = True
+
     def _respond(
         self,
         handler: BaseHTTPRequestHandler,
@@ -127,6 +142,9 @@ class FakeOpenAI:
         else:
             answer = prompt.rpartition("reply ")[2].strip().split(" @")[0]
             usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": 1}
+            if body.get("stream") and not anthropic:
+                self._stream(handler, answer, usage)
+                return
             if anthropic:
                 reply: dict[str, Any] = {
                     "type": "message",

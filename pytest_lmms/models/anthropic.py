@@ -29,6 +29,11 @@ class AnthropicBackend(OpenAIBackend):
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
     KEY_ENV = "ANTHROPIC_API_KEY"
 
+    def __init__(self, model_id: str, **args: Any) -> None:
+        super().__init__(model_id, **args)
+        if self.args.stream:
+            raise ValueError("anthropic backend: stream=true is not supported yet")
+
     def auth_headers(self, key: str | None) -> dict[str, str]:
         headers = {"anthropic-version": API_VERSION}
         if key:

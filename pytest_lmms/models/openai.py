@@ -59,6 +59,7 @@ class OpenAIArgs:
     max_retries: int
     timeout_s: float
     max_tokens_field: str
+    stream: bool
 
     @classmethod
     def parse(
@@ -76,6 +77,7 @@ class OpenAIArgs:
             "max_retries",
             "timeout",
             "max_tokens_field",
+            "stream",
         }
         unknown = sorted(set(args) - known)
         if unknown:
@@ -92,6 +94,7 @@ class OpenAIArgs:
                 max_retries=int(args.get("max_retries", 6)),
                 timeout_s=float(args.get("timeout", 120)),
                 max_tokens_field=str(args.get("max_tokens_field", "max_tokens")),
+                stream=str(args.get("stream", "false")).lower() in ("1", "true", "yes"),
             )
         except ValueError as exc:
             raise ValueError(f"openai backend: bad argument value: {exc}") from None
@@ -210,6 +213,9 @@ class OpenAIBackend:
             body["stop"] = list(gen.stop)
         if gen.seed is not None:
             body["seed"] = gen.seed
+        if self.args.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
 
     # ---- the loop ----------------------------------------------------------------------
@@ -288,9 +294,13 @@ class OpenAIBackend:
         started = time.perf_counter()
         try:
             async with session.post(url, data=body) as http:
-                payload = await http.read()
                 status = http.status
                 retry_after = parse_retry_after(http.headers.get("Retry-After"))
+                if status == 200 and self.args.stream:
+                    events, first_token_s = await self._read_stream(http, started)
+                    payload = b""
+                else:
+                    payload = await http.read()
         except TimeoutError:
             raise RetryableError(f"timed out after {self.args.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
@@ -302,14 +312,61 @@ class OpenAIBackend:
                 raise RetryableError(f"HTTP {status}: {excerpt}", status=status, retry_after_s=retry_after)
             raise BackendError(f"HTTP {status} from {url}: {excerpt}")
         try:
-            data = orjson.loads(payload)
-            response = self.parse(data, latency)
+            if self.args.stream:
+                response = self.parse_stream(events, latency, first_token_s)
+            else:
+                response = self.parse(orjson.loads(payload), latency)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RetryableError(
                 f"malformed response body ({type(exc).__name__}): {payload[:200]!r}"
             ) from None
         self.limiter.record_success(latency)
         return response
+
+    async def _read_stream(self, http: Any, started: float) -> tuple[list[Any], float | None]:
+        """Server-sent events up to [DONE], and the time to the first content token."""
+        events: list[Any] = []
+        first_token_s: float | None = None
+        async for raw in http.content:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise RetryableError(f"malformed stream event: {data[:200]!r}") from None
+            if first_token_s is None and any(
+                (choice.get("delta") or {}).get("content") for choice in event.get("choices") or []
+            ):
+                first_token_s = time.perf_counter() - started
+            events.append(event)
+        return events, first_token_s
+
+    def parse_stream(self, events: list[Any], latency: float, ttft_s: float | None) -> Response:
+        """A Response from the events of a streamed completion."""
+        pieces: list[str] = []
+        usage: dict[str, Any] = {}
+        finish = None
+        for event in events:
+            for choice in event.get("choices") or []:
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    pieces.append(content)
+                finish = choice.get("finish_reason") or finish
+            usage = event.get("usage") or usage
+        if not events:
+            raise KeyError("the stream carried no event")
+        return Response(
+            text="".join(pieces),
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens"),
+            latency_s=latency,
+            ttft_s=ttft_s,
+            meta={"finish_reason": finish},
+        )
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}

@@ -94,9 +94,10 @@ def package_versions() -> dict[str, str]:
 def throughput(results: Sequence[SampleResult], wall_s: float) -> dict[str, Any]:
     computed = [r for r in results if not r.cached]
     latencies = sorted(r.latency_s for r in computed if r.latency_s is not None)
+    first_tokens = sorted(r.ttft_s for r in computed if r.ttft_s is not None)
 
-    def pct(q: float) -> float | None:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+    def pct(q: float, values: list[float] = latencies) -> float | None:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
     out_tokens = sum(r.output_tokens or 0 for r in computed)
     return {
@@ -110,6 +111,8 @@ def throughput(results: Sequence[SampleResult], wall_s: float) -> dict[str, Any]
         "output_tokens_per_s": round(out_tokens / wall_s, 3) if wall_s > 0 else None,
         "latency_p50_s": pct(0.5),
         "latency_p95_s": pct(0.95),
+        "ttft_p50_s": pct(0.5, first_tokens),
+        "ttft_p95_s": pct(0.95, first_tokens),
     }
 
 

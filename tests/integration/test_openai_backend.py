@@ -197,3 +197,35 @@ def test_anthropic_messages_format_headers_and_retries(
     assert headers["x-api-key"] == "ak-secret" and headers["anthropic-version"] == "2023-06-01"
     assert openai_server.calls("@529") == 2  # the overloaded answer was retried
     assert dict(client.identity()) == {"backend": "anthropic", "model": "claude-test"}
+
+
+def test_streaming_measures_time_to_first_token(openai_server: FakeOpenAI) -> None:
+    client = backend(openai_server, stream="true")
+    outputs = client.generate([ask("q reply hello"), ask("q @429x1 reply B", "1")])
+    first, second = outputs
+    assert isinstance(first, Response) and first.text == "hello" and first.output_tokens == 1
+    assert first.ttft_s is not None and 0 < first.ttft_s <= first.latency_s  # type: ignore[operator]
+    assert isinstance(second, Response) and second.text == "B"
+    assert openai_server.bodies[0]["stream"] is True and openai_server.bodies[0]["stream_options"] == {
+        "include_usage": True
+    }
+
+
+def test_results_report_time_to_first_token_when_streaming(
+    lmms_project: pytest.Pytester, openai_server: FakeOpenAI
+) -> None:
+    import json
+
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(4))
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    result = lmms_project.runpytest(
+        "--model=openai:served",
+        f"--model-args=base_url={openai_server.url},stream=true",
+        "--no-lmms-cache",
+        "--lmms-output=results",
+        "--lmms-run-name=streamed",
+    )
+    result.assert_outcomes(passed=4)
+    data = json.loads((lmms_project.path / "results" / "streamed" / "results.json").read_text())
+    task = data["tasks"]["qa"]["throughput"]
+    assert task["ttft_p50_s"] is not None and task["ttft_p50_s"] <= task["latency_p95_s"]
