@@ -38,8 +38,12 @@ def evaluate(
     Returns the results dict that is also written to results.json. Extra keyword options
     map to ``--lmms-<name>`` flags (``seed=1`` -> ``--lmms-seed=1``). ``cache=False``
     disables the response cache; a path selects its directory. Raises RuntimeError when
-    the session fails before producing results (for example a usage error).
+    the session fails before producing results (for example a usage error), and ValueError
+    for an unknown backend.
     """
+    from pytest_lmms.models import resolve_backend
+
+    resolve_backend(model)  # a bad model spec is a ValueError naming it, before any session starts
     args = [str(p) for p in paths]
     args += [f"--model={model}", "-q", "-p", "no:cacheprovider"]
     if tasks:
