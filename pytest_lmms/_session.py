@@ -134,9 +134,10 @@ class LmmsSession:
                 raise pytest.UsageError(f"--lmms-reasoning-tags: {exc}") from None
         for key, value in run.environment.items():
             os.environ.setdefault(key, value)
-        self._seed_everything()
 
-    def _seed_everything(self) -> None:
+    def seed_everything(self) -> None:
+        """Seed Python, NumPy and torch: only in sessions that run samples, so the plugin
+        never touches the random state of an unrelated test suite."""
         random.seed(self.run.seed)
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed(self.run.seed)

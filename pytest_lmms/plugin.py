@@ -111,6 +111,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if any(isinstance(item, SampleItem) for item in items):
         from pytest_lmms.models import resolve_backend
 
+        _state(config).seed_everything()
         for model in _state(config).models:
             try:
                 resolve_backend(model.spec)

@@ -191,3 +191,20 @@ def test_no_cache_option_always_calls_the_model(lmms_project: pytest.Pytester, m
     lmms_project.runpytest("--model=scripted:m1", "--no-lmms-cache").assert_outcomes(passed=2)
     assert len(model_calls(model_log)) == 4
     assert not (lmms_project.path / ".lmms-cache").exists()
+
+
+def test_lmms_seed_seeds_python_random_only_in_sessions_with_samples(lmms_project: pytest.Pytester) -> None:
+    make_task(lmms_project, n=1)
+    lmms_project.makepyfile(
+        probe="import random\n\ndef pytest_collection_finish(session):\n    print('draw', random.random())\n"
+    )
+
+    def draw(*args: str) -> str:
+        result = lmms_project.runpytest_subprocess(
+            "-p", "probe", "--model=scripted:m", "--no-lmms-cache", *args
+        )
+        return next(line for line in result.outlines if line.startswith("draw"))
+
+    assert draw("--lmms-seed=5") == draw("--lmms-seed=5") != draw("--lmms-seed=6")
+    lmms_project.makepyfile(test_plain="def test_x():\n    pass\n")
+    assert draw("test_plain.py") != draw("test_plain.py")  # an ordinary suite is left unseeded
