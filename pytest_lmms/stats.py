@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -171,7 +171,8 @@ def bootstrap(
     if n == 0:
         raise ValueError("cannot bootstrap an empty sample")
 
-    value = float(statistic(values))  # type: ignore[arg-type]  # arrays are passed through as they came
+    # An array is passed as it came: statistics such as np.mean take it as a sequence.
+    value = float(statistic(cast(Sequence[Any], values)))
     if not math.isfinite(value):
         raise ValueError(f"statistic returned {value} on the original data")
 

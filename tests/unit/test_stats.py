@@ -33,7 +33,7 @@ REL = 1e-6  # agreement required with scipy / statsmodels
 LEVELS = [0.9, 0.95, 0.99]
 
 
-def approx(expected: float) -> Any:
+def approx(expected: float | np.floating[Any]) -> Any:
     return pytest.approx(expected, rel=REL, abs=1e-12)
 
 
