@@ -1,5 +1,6 @@
-"""Media: video frame sampling and decoding (torchcodec, PyAV), and the frame cache."""
+"""Media: video frame sampling and decoding (torchcodec, PyAV), the frame cache, audio."""
 
+from pytest_lmms.media._audio import Samples, as_wav, decode_audio, wav_bytes
 from pytest_lmms.media._video import (
     FRAME_CACHE,
     FrameCache,
@@ -13,6 +14,10 @@ from pytest_lmms.media._video import (
 )
 
 __all__ = [
+    "Samples",
+    "as_wav",
+    "decode_audio",
+    "wav_bytes",
     "FRAME_CACHE",
     "FrameCache",
     "Frames",

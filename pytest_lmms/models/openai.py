@@ -34,7 +34,7 @@ import orjson
 from pytest_lmms.models._base import BackendError
 from pytest_lmms.models._concurrency import AdaptiveLimiter, Backoff, parse_retry_after
 from pytest_lmms.models._registry import register_model
-from pytest_lmms.types import MediaPart, Request, Response, TextPart
+from pytest_lmms.types import MediaPart, MediaRef, Request, Response, TextPart
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
@@ -176,7 +176,10 @@ class OpenAIBackend:
                 "image_url": {"url": f"data:{_mime_of(part, data)};base64,{self._media.get(part)}"},
             }
         if part.type == "audio":
-            return {"type": "input_audio", "input_audio": {"data": self._media.get(part), "format": "wav"}}
+            from pytest_lmms.media import as_wav
+
+            wav = MediaPart(MediaRef("audio", as_wav(part.media), mime="audio/wav"), "audio")
+            return {"type": "input_audio", "input_audio": {"data": self._media.get(wav), "format": "wav"}}
         raise BackendError(
             f"openai backend: {part.type} parts must be turned into frames or audio by the task first"
         )
