@@ -52,7 +52,7 @@ def parse_yes_no(response: str) -> str:
 def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
     correct = float(parse_yes_no(response) == str(doc["answer"]).lower().strip())
     group = "mme_perception" if doc["category"] in PERCEPTION else "mme_cognition"
-    return {"accuracy": correct, group: correct}
+    return {"accuracy": correct, group: correct, f"cat_{doc['category']}": correct}
 
 
 def _category(result: Any) -> str:
@@ -80,6 +80,12 @@ def category_scores(results: Sequence[Any], metric: str) -> dict[str, float]:
             right += copies * all(v == 1.0 for v in values)
         scores[category] = 100 * accuracy + 100 * right / images
     return scores
+
+
+def category_score(results: Sequence[Any]) -> float:
+    """acc + acc+ of one category: the results carrying its ``cat_<category>`` score."""
+    metric = next(key for key in results[0].scores if key.startswith("cat_"))
+    return next(iter(category_scores(results, metric).values()))
 
 
 def perception_total(results: Sequence[Any]) -> float:

@@ -131,3 +131,10 @@ def test_a_resampled_image_counts_as_two_images() -> None:
     assert utils.category_scores(resample, "mme_perception") == {
         "color": pytest.approx(100 * 5 / 6 + 100 * 2 / 3)
     }
+
+
+def test_each_category_has_its_own_score(mme) -> None:  # type: ignore[no-untyped-def]
+    estimates = mme.aggregate(results_for(mme, ["Yes", "No", "Yes", "Yes", "Yes", "No"]))
+    assert estimates["cat_existence"].value == pytest.approx(125.0)
+    assert estimates["cat_code_reasoning"].value == pytest.approx(200.0)
+    assert "cat_count" not in estimates  # no question of that category in this run
