@@ -61,7 +61,7 @@ class TaskSpec:
     process_results: FunctionRef | None = None
     generation: GenParams = GenParams()
     metrics: tuple[MetricSpec, ...] = ()
-    cluster_key: str | None = None
+    cluster_key: str | FunctionRef | None = None
     reasoning_tags: Any = None
     output_type: str = "generate_until"
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -333,7 +333,7 @@ def _spec_from(raw: dict[str, Any], path: Path) -> TaskSpec | GroupSpec:
         process_results=_typed(raw, "process_results", (FunctionRef,), where),
         generation=_generation(raw.get("generation_kwargs"), where),
         metrics=_metrics(raw.get("metric_list"), where),
-        cluster_key=_typed(raw, "cluster_key", (str,), where),
+        cluster_key=_typed(raw, "cluster_key", (str, FunctionRef), where),
         reasoning_tags=_reasoning_tags(raw.get("reasoning_tags")),
         output_type=output_type,
         metadata=_typed(raw, "metadata", (dict,), where) or {},

@@ -125,6 +125,7 @@ class Task:
             "doc_to_target",
             "doc_to_choice",
             "process_results",
+            "cluster_key",
         ):
             value = getattr(spec, field)
             if isinstance(value, FunctionRef):
@@ -219,9 +220,14 @@ class Task:
         return [str(c) for c in value]
 
     def cluster_id(self, doc: Mapping[str, Any]) -> str | None:
+        """The document's cluster: a column's value, or what a ``!function`` computes."""
         key = self.spec.cluster_key
         if key is None:
             return None
+        function = self._functions.get("cluster_key")
+        if function is not None:
+            return str(function(doc))
+        assert isinstance(key, str)
         if key not in doc:
             raise KeyError(f"cluster_key {key!r} is not a field of document {self.doc_id_of(doc)!r}")
         return str(doc[key])
