@@ -122,6 +122,12 @@ class LmmsSession:
         self.run_name = str(
             workerinput.get("lmms_run_name") or run.run_name or default_run_name(run.model, self.started)
         )
+        if not workerinput.get("lmms_run_name") and not run.run_name:
+            # Two sessions of one process in the same second (evaluate() in a loop) must
+            # not share a folder: number the later ones.
+            base, number = self.run_name, 2
+            while (run.output_dir / self.run_name).exists():
+                self.run_name, number = f"{base}-{number}", number + 1
         self.run_dir = run.output_dir / self.run_name
         # Backends that write files of their own (a launched server's log) put them here.
         os.environ["PYTEST_LMMS_RUN_DIR"] = str(self.run_dir.absolute())

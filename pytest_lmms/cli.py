@@ -60,7 +60,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         )
     print(_table(rows) if len(rows) > 1 else "no tasks found under " + ", ".join(map(str, paths)))
     for path, error in sorted(index.errors.items()):
-        print(f"error: {path}: {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)  # the message names its file
     return 1 if index.errors else 0
 
 

@@ -23,7 +23,7 @@ def default_run_name(model: str, started: float) -> str:
 
 
 class SamplesWriter:
-    """Appends one JSON line per scored sample to ``samples_<task>.jsonl``, flushed at once."""
+    """Writes one JSON line per scored sample to ``samples_<task>.jsonl``, flushed at once."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -37,7 +37,9 @@ class SamplesWriter:
         handle = self._files.get(prefix + task)
         if handle is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            handle = self._files[prefix + task] = open(self.path_for(task, prefix), "ab")  # noqa: SIM115
+            # A session owns its samples files: a reused run name starts them afresh, so the
+            # file always matches the results.json written next to it.
+            handle = self._files[prefix + task] = open(self.path_for(task, prefix), "wb")  # noqa: SIM115
         handle.write(orjson.dumps(result) + b"\n")
         handle.flush()
 

@@ -1,0 +1,110 @@
+"""`pytest_lmms.evaluate()`: an in-process session that returns the results dict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import pytest_lmms
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFLINE = ROOT / "benchmarks" / "offline"
+
+
+def run(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "model": "random:0",
+        "tasks": ["offline"],
+        "limit": 5,
+        "paths": [OFFLINE],
+        "cache": tmp_path / "c",
+        "output": tmp_path / "o",
+    }
+    options.update(kwargs)
+    return pytest_lmms.evaluate(**options)
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "o").glob("*/")) if (tmp_path / "o").exists() else []
+
+
+def test_evaluate_returns_results_for_every_task_of_the_group(tmp_path: Path) -> None:
+    result = run(tmp_path)
+    assert result["exit_code"] == 0  # wrong answers of a chance-level model still pass
+    assert {"shapes_count", "shapes_color"} <= set(result["tasks"])
+    # the offline group also holds the video task; each task gets its first five documents
+    assert set(result["tasks"]) == {"shapes_count", "shapes_color", "motion"}
+    for task, info in result["tasks"].items():
+        assert info["n"] == 5 and info["failed"] == 0, task
+        assert info["metrics"], task
+        for metric, estimate in info["metrics"].items():
+            assert {"value", "ci_low", "ci_high", "n"} <= set(estimate), metric
+            assert estimate["n"] == 5
+            assert estimate["ci_low"] <= estimate["value"] <= estimate["ci_high"]
+            assert 0.0 <= estimate["value"] <= 1.0
+        samples = Path(info["samples_file"]).read_text().splitlines()
+        assert len(samples) == 5
+    assert result["model"]["spec"] == "random:0"
+    assert result["config"]["limit"] == 5 and result["config"]["tasks"] == ["offline"]
+    assert result["throughput"]["samples"] == 15 and result["throughput"]["cached"] == 0
+    # the same dict, minus the exit code, is what results.json holds
+    on_disk = json.loads(Path(result["results_file"]).read_text())
+    assert on_disk == {k: v for k, v in result.items() if k != "exit_code"}
+
+
+def test_evaluate_twice_in_one_process_answers_the_second_from_the_cache(tmp_path: Path) -> None:
+    first = run(tmp_path, tasks=["shapes_*"])
+    second = run(tmp_path, tasks=["shapes_*"])
+    assert first["exit_code"] == second["exit_code"] == 0
+    assert set(second["tasks"]) == {"shapes_count", "shapes_color"}
+    assert first["throughput"]["model_calls"] == 10 and first["throughput"]["cached"] == 0
+    assert second["throughput"]["cached"] == 10 and second["throughput"]["model_calls"] == 0
+    for task in ("shapes_count", "shapes_color"):
+        assert second["tasks"][task]["metrics"] == first["tasks"][task]["metrics"]
+
+
+def test_two_evaluate_calls_in_the_same_second_get_their_own_run_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the two sessions see one start time, as two quick calls often do
+    monkeypatch.setattr("pytest_lmms._session.time", SimpleNamespace(time=lambda: 1_700_000_000.0))
+    first = run(tmp_path, tasks=["shapes_color"], limit=3)
+    second = run(tmp_path, tasks=["shapes_color"], limit=3)
+    samples = Path(second["tasks"]["shapes_color"]["samples_file"]).read_text().splitlines()
+    assert len(samples) == second["tasks"]["shapes_color"]["n"] == 3
+    assert first["results_file"] != second["results_file"]
+
+
+def test_evaluate_without_a_cache_calls_the_model_every_time(tmp_path: Path) -> None:
+    for _ in range(2):
+        result = run(tmp_path, tasks=["shapes_color"], limit=3, cache=False)
+        assert result["throughput"]["model_calls"] == 3 and result["throughput"]["cached"] == 0
+    assert not (tmp_path / "c").exists()
+
+
+def test_evaluate_passes_extra_options_as_lmms_flags(tmp_path: Path) -> None:
+    result = run(tmp_path, tasks=["shapes_color"], limit=2, seed=7, run_name="named")
+    assert result["config"]["seed"] == 7 and result["config"]["run_name"] == "named"
+    assert Path(result["results_file"]) == tmp_path / "o" / "named" / "results.json"
+
+
+def test_unknown_backend_is_a_value_error_naming_it_before_any_session(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown model backend 'nosuch'.*known: .*random"):
+        run(tmp_path, model="nosuch:x")
+    with pytest.raises(ValueError, match=r"BACKEND:MODEL_ID.*'random'"):
+        run(tmp_path, model="random")
+    assert run_dirs(tmp_path) == []  # nothing ran, nothing was written
+    assert not (tmp_path / "c").exists()
+
+
+def test_unknown_task_is_a_runtime_error_with_the_usage_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(RuntimeError, match=r"no results \(pytest exit code 4\)"):
+        run(tmp_path, tasks=["shapes_colour"])
+    assert "no task or group matches 'shapes_colour'" in capsys.readouterr().err
+    assert run_dirs(tmp_path) == []
