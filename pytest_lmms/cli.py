@@ -59,7 +59,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             [name, ",".join(sorted(groups_of.get(name, []))) or "-", _dataset_size(path, name), str(path)]
         )
     print(_table(rows) if len(rows) > 1 else "no tasks found under " + ", ".join(map(str, paths)))
-    for path, error in sorted(index.errors.items()):
+    for _path, error in sorted(index.errors.items()):
         print(f"error: {error}", file=sys.stderr)  # the message names its file
     return 1 if index.errors else 0
 
