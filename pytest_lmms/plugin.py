@@ -115,8 +115,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for model in _state(config).models:
             try:
                 resolve_backend(model.spec)
+                # Constructing a backend is cheap by contract (no weights, no server), so
+                # bad --model-args are one usage error here, not a failure per sample.
+                model.identity  # noqa: B018
             except (ValueError, ImportError) as exc:
                 raise pytest.UsageError(str(exc)) from None
+            except Exception as exc:  # noqa: BLE001 - any backend's constructor, named
+                raise pytest.UsageError(f"--model={model.spec}: {type(exc).__name__}: {exc}") from None
 
 
 class TaskErrorItem(pytest.Item):

@@ -164,6 +164,11 @@ def test_bad_option_values_are_usage_errors(lmms_project: pytest.Pytester) -> No
     result = run(lmms_project, "--limit=zero")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--limit expects an integer*"])
+    result = lmms_project.runpytest(
+        "--model=scripted:m", "--model-args=batch_size=2,bogus=1", "--lmms-cache=cache"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--model=scripted:m --model-args*bogus*"])
     result = lmms_project.runpytest("--model=nosuch:x", "--lmms-cache=cache")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown model backend 'nosuch'*known: *random*"])
