@@ -30,9 +30,6 @@ class SampleFailure(Exception):
     """A sample that could not be answered or scored; shown without a traceback."""
 
 
-_GEN_FIELDS = {f.name: f.type for f in dataclasses.fields(GenParams)}
-
-
 def apply_gen_overrides(gen: GenParams, overrides: dict[str, str]) -> GenParams:
     changes: dict[str, Any] = {}
     for key, value in overrides.items():

@@ -330,10 +330,37 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         run_name=setting("lmms_run_name"),
         seed=DEFAULT_SEED if seed is None else seed,
         reasoning_tags=setting("lmms_reasoning_tags"),
-        gen_kwargs=parse_kv(setting("lmms_gen_kwargs"), "--lmms-gen-kwargs"),
+        gen_kwargs=_checked_gen_kwargs(parse_kv(setting("lmms_gen_kwargs"), "--lmms-gen-kwargs")),
         config_file=Path(file_path) if file_path else None,
         environment={str(k): str(v) for k, v in environment.items()},
     )
+
+
+GEN_OVERRIDES = {
+    "max_new_tokens": int,
+    "temperature": float,
+    "top_p": float,
+    "seed": int,
+    "stop": str,
+    "until": str,
+}
+
+
+def _checked_gen_kwargs(values: dict[str, str]) -> dict[str, str]:
+    """Generation overrides are checked up front: a typo is one usage error, not a failed run."""
+    for key, value in values.items():
+        kind = GEN_OVERRIDES.get(key)
+        if kind is None:
+            raise pytest.UsageError(
+                f"--lmms-gen-kwargs: unknown key {key!r}; known: {', '.join(GEN_OVERRIDES)}"
+            )
+        try:
+            kind(value)
+        except ValueError:
+            raise pytest.UsageError(
+                f"--lmms-gen-kwargs: {key} expects {kind.__name__}, got {value!r}"
+            ) from None
+    return values
 
 
 def _to_int(value: Any, option: str, minimum: int) -> int | None:

@@ -42,27 +42,6 @@ class EngineStats:
     model_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-
-        def pct(q: float) -> float | None:
-            return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
-
-        return {
-            "requests": self.requests,
-            "cache_hits": self.cache_hits,
-            "model_calls": self.model_calls,
-            "batches": self.batches,
-            "failures": self.failures,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "model_seconds": round(self.model_seconds, 6),
-            "requests_per_s": (self.model_calls / self.model_seconds) if self.model_seconds else None,
-            "output_tokens_per_s": (self.output_tokens / self.model_seconds) if self.model_seconds else None,
-            "latency_p50_s": pct(0.5),
-            "latency_p95_s": pct(0.95),
-        }
-
 
 class Engine:
     """Plans, caches and batches the requests of one session (or xdist worker)."""

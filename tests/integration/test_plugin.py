@@ -213,3 +213,28 @@ def test_lmms_seed_seeds_python_random_only_in_sessions_with_samples(lmms_projec
     assert draw("--lmms-seed=5") == draw("--lmms-seed=5") != draw("--lmms-seed=6")
     lmms_project.makepyfile(test_plain="def test_x():\n    pass\n")
     assert draw("test_plain.py") != draw("test_plain.py")  # an ordinary suite is left unseeded
+
+
+def test_generation_overrides_reach_the_request_and_the_cache_key(
+    lmms_project: pytest.Pytester, model_log: Path
+) -> None:
+    make_task(lmms_project, n=2)
+    run(lmms_project).assert_outcomes(passed=2)
+    run(lmms_project, "--lmms-gen-kwargs=max_new_tokens=3").assert_outcomes(passed=2)
+    assert len(model_calls(model_log)) == 4  # a generation parameter is part of the key
+    assert results_json(lmms_project)["config"]["gen_kwargs"] == {"max_new_tokens": "3"}
+    bad = run(lmms_project, "--lmms-gen-kwargs=beams=4")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*unknown key 'beams'*"])
+    assert run(lmms_project, "--lmms-gen-kwargs=temperature=hot").ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_reasoning_tags_option_turns_stripping_off(lmms_project: pytest.Pytester) -> None:
+    rows = qa_rows(1)
+    rows[0]["reply"] = "<think>hmm</think>ans0"
+    write_jsonl(lmms_project.path / "qa.jsonl", rows)
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    run(lmms_project).assert_outcomes(passed=1)
+    kept = run(lmms_project, "--lmms-reasoning-tags=none")
+    assert kept.parseoutcomes() == {"wrong": 1}  # the block stays in the answer, which is then wrong
+    assert run(lmms_project, "--lmms-reasoning-tags=<<bad").ret == pytest.ExitCode.USAGE_ERROR
