@@ -32,7 +32,6 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
         if task is not None and results:
             for metric, estimate in task.aggregate(results).items():
                 metrics[metric] = {**estimate.to_json(), "higher_is_better": task.higher_is_better(metric)}
-        writer = state._writer
         if task is not None and results and state.run.repeats > 1 and task.primary_metric:
             stability_info = _stability(results, task.primary_metric)
         else:
@@ -43,7 +42,7 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             "n": len(results),
             "failed": state.failed.get(name, 0),
             "metrics": metrics,
-            "samples_file": str(writer.path_for(name)) if writer is not None and results else None,
+            "samples_file": str(state.writer.path_for(name)) if results else None,
             "throughput": throughput(results, wall_s),
             "stability": stability_info,
         }
@@ -131,16 +130,13 @@ def _compare_with_baseline_model(
         task = state.tasks.get(name)
         if task is not None:
             metrics[name] = {metric: est.to_json() for metric, est in task.aggregate(results).items()}
-    writer = state._writer
     return {
         "baseline": None,
         "baseline_model": model.spec,
         "baseline_identity": _safe(lambda: model.identity),
         "baseline_metrics": metrics,
         "baseline_samples": {
-            name: str(writer.path_for(name, "baseline_samples_"))
-            for name in baseline_by_task
-            if writer is not None
+            name: str(state.writer.path_for(name, "baseline_samples_")) for name in baseline_by_task
         },
         "tasks": compare_runs(by_task, baseline_by_task, primary, clustered),
     }

@@ -27,12 +27,13 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from pytest_lmms.types import Estimate
+from pytest_lmms.types import Estimate, json_number
 
 __all__ = [
     "Comparison",
     "Stability",
     "bootstrap",
+    "cluster_copies",
     "compare",
     "design_effect",
     "estimate",
@@ -63,15 +64,12 @@ class Comparison:
     level: float = 0.95
 
     def to_json(self) -> dict[str, Any]:
-        def clean(x: float) -> float | None:
-            return None if math.isnan(x) else x
-
         return {
-            "diff": clean(self.diff),
-            "se": clean(self.se),
-            "ci_low": clean(self.ci_low),
-            "ci_high": clean(self.ci_high),
-            "p_value": clean(self.p_value),
+            "diff": json_number(self.diff),
+            "se": json_number(self.se),
+            "ci_low": json_number(self.ci_low),
+            "ci_high": json_number(self.ci_high),
+            "p_value": json_number(self.p_value),
             "n": self.n,
             "n_clusters": self.n_clusters,
             "method": self.method,
@@ -637,3 +635,30 @@ def stability(
         n_questions=n,
         k=int(k_min or 0),
     )
+
+
+def cluster_copies(
+    rows: Sequence[Any],
+    cluster_of: Callable[[Any], Hashable],
+    key_of: Callable[[Any], Hashable],
+) -> list[list[Any]]:
+    """The rows of each drawn cluster, one list per copy, for statistics over clusters.
+
+    :func:`bootstrap` with clusters hands a statistic the rows of each drawn cluster side
+    by side, a cluster drawn k times as k runs. A statistic that groups by cluster id
+    (MME's acc+, MMBench's circular accuracy) must count those k copies, not merge them:
+    here a new copy starts when the cluster changes or a row's ``key_of`` repeats within
+    the current run. The rows of one cluster must be contiguous, as they are in a
+    resample and in data sorted by cluster (``Task.aggregate`` sorts them so).
+    """
+    copies: list[list[Any]] = []
+    current: Hashable = object()
+    seen: set[Hashable] = set()
+    for row in rows:
+        cluster, key = cluster_of(row), key_of(row)
+        if not copies or cluster != current or key in seen:
+            copies.append([])
+            current, seen = cluster, set()
+        copies[-1].append(row)
+        seen.add(key)
+    return copies

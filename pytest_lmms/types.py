@@ -306,6 +306,11 @@ class SampleResult:
         )
 
 
+def json_number(x: float) -> float | None:
+    """NaN (an undefined SE or interval) as JSON null."""
+    return None if math.isnan(x) else x
+
+
 @dataclass(frozen=True, slots=True)
 class Estimate:
     """A point estimate with its standard error and confidence interval."""
@@ -320,14 +325,11 @@ class Estimate:
     level: float = 0.95
 
     def to_json(self) -> dict[str, Any]:
-        def clean(x: float) -> float | None:
-            return None if math.isnan(x) else x
-
         return {
-            "value": clean(self.value),
-            "se": clean(self.se),
-            "ci_low": clean(self.ci_low),
-            "ci_high": clean(self.ci_high),
+            "value": json_number(self.value),
+            "se": json_number(self.se),
+            "ci_low": json_number(self.ci_low),
+            "ci_high": json_number(self.ci_high),
             "n": self.n,
             "n_clusters": self.n_clusters,
             "method": self.method,

@@ -10,11 +10,11 @@ is X", a standalone letter, or the exact text of one option); no judge fallback 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from pytest_lmms.scoring import extract_choice
+from pytest_lmms.stats import cluster_copies
 
 LETTERS = "ABCD"
 POST_PROMPT = "Answer with the option's letter from the given choices directly."
@@ -61,16 +61,7 @@ def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
 def circular_accuracy(results: Sequence[Any]) -> float:
     """Share of question groups whose every rotation is right.
 
-    Groups are the cluster ids; a group drawn k times by the bootstrap brings each of its
-    rows k times and counts as k groups.
+    Groups are the cluster ids; a group drawn k times by the bootstrap counts as k groups.
     """
-    rows: dict[str, list[Any]] = defaultdict(list)
-    for result in results:
-        rows[str(result.cluster_id)].append(result)
-    groups = right = 0
-    for members in rows.values():
-        first = members[0].doc_id
-        copies = sum(1 for r in members if r.doc_id == first)
-        groups += copies
-        right += copies * all(r.scores["circular_accuracy"] == 1.0 for r in members)
-    return right / groups
+    groups = cluster_copies(results, lambda r: r.cluster_id, lambda r: (r.doc_id, r.repeat))
+    return sum(all(r.scores["circular_accuracy"] == 1.0 for r in group) for group in groups) / len(groups)

@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_lmms.stats import cluster_copies
+
 PERCEPTION = (
     "existence",
     "count",
@@ -68,17 +70,10 @@ def category_scores(results: Sequence[Any], metric: str) -> dict[str, float]:
     scores = {}
     for category, rows in by_category.items():
         accuracy = sum(r.scores[metric] for r in rows) / len(rows)
-        by_image: dict[str, list[float]] = defaultdict(list)
-        for r in rows:
-            by_image[str(r.cluster_id)].append(r.scores[metric])
-        # MME has two questions per image; an image drawn k times by the bootstrap brings
-        # 2k rows and counts as k images, so acc+ keeps its meaning on resamples.
-        images = right = 0
-        for values in by_image.values():
-            copies = max(1, len(values) // 2)
-            images += copies
-            right += copies * all(v == 1.0 for v in values)
-        scores[category] = 100 * accuracy + 100 * right / images
+        # one entry per image, an image drawn k times by the bootstrap counting k times
+        images = cluster_copies(rows, lambda r: r.cluster_id, lambda r: (r.doc_id, r.repeat))
+        plus = sum(all(r.scores[metric] == 1.0 for r in image) for image in images) / len(images)
+        scores[category] = 100 * accuracy + 100 * plus
     return scores
 
 

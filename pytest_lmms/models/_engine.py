@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pytest_lmms.models._base import Backend, BackendError
@@ -40,7 +40,6 @@ class EngineStats:
     input_tokens: int = 0
     output_tokens: int = 0
     model_seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
 
 
 class Engine:
@@ -217,8 +216,6 @@ class Engine:
                 stats.model_calls += 1
                 stats.input_tokens += output.input_tokens or 0
                 stats.output_tokens += output.output_tokens or 0
-                if output.latency_s is not None:
-                    stats.latencies.append(output.latency_s)
         if self._cache and answered:
             try:
                 self._cache.put_many(answered)

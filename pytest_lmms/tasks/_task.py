@@ -330,6 +330,11 @@ class Task:
             scored = [r for r in results if name in r.scores]
             if not scored:
                 continue
+            aggregation = self._aggregations.get(name)
+            if aggregation is not None:
+                # rows of a cluster side by side, as in every bootstrap resample
+                # (stats.cluster_copies relies on it)
+                scored.sort(key=lambda r: (str(r.cluster_id), r.doc_id, r.repeat))
             if self.spec.cluster_key:
                 clusters: list[str | None] | None = [r.cluster_id for r in scored]
             elif any(r.repeat for r in scored):
@@ -337,7 +342,6 @@ class Task:
                 clusters = [r.doc_id for r in scored]
             else:
                 clusters = None
-            aggregation = self._aggregations.get(name)
             if aggregation is None:
                 out[name] = stats.estimate([r.scores[name] for r in scored], clusters=clusters)
             else:

@@ -116,18 +116,12 @@ def test_a_resampled_image_counts_as_two_images() -> None:
     utils = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(utils)
 
-    def row(cluster: str, score: float) -> SampleResult:
-        return SampleResult("mme", "0", "Yes", "", "", {"mme_perception": score}, cluster_id=cluster)
+    def row(doc_id: str, cluster: str, score: float) -> SampleResult:
+        return SampleResult("mme", doc_id, "Yes", "", "", {"mme_perception": score}, cluster_id=cluster)
 
-    # image a (both right) drawn twice, image b (one right) once
-    resample = [
-        row("color/a", 1),
-        row("color/a", 1),
-        row("color/a", 1),
-        row("color/a", 1),
-        row("color/b", 1),
-        row("color/b", 0),
-    ]
+    # image a (both right) drawn twice, image b (one right) once, as a bootstrap resample lays them out
+    a = [row("1", "color/a", 1), row("2", "color/a", 1)]
+    resample = [*a, *a, row("3", "color/b", 1), row("4", "color/b", 0)]
     assert utils.category_scores(resample, "mme_perception") == {
         "color": pytest.approx(100 * 5 / 6 + 100 * 2 / 3)
     }

@@ -572,3 +572,11 @@ def test_bootstrap_rejects_a_statistic_undefined_on_some_resamples() -> None:
 def test_bootstrap_of_equal_values_has_zero_width_interval() -> None:
     result = bootstrap([1.0] * 8, np.mean, n_resamples=100)
     assert (result.value, result.se, result.ci_low, result.ci_high) == (1.0, 0.0, 1.0, 1.0)
+
+
+def test_cluster_copies_splits_each_drawn_copy_of_a_cluster() -> None:
+    from pytest_lmms.stats import cluster_copies
+
+    rows = [("a", 1), ("a", 2), ("a", 1), ("a", 2), ("b", 3), ("c", 4), ("c", 5)]
+    copies = cluster_copies(rows, lambda r: r[0], lambda r: r[1])
+    assert copies == [[("a", 1), ("a", 2)], [("a", 1), ("a", 2)], [("b", 3)], [("c", 4), ("c", 5)]]
