@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_lmms.config import RunConfig
-from pytest_lmms.types import GenParams, Request, SampleResult
+from pytest_lmms.types import GenParams, Request, Response, SampleResult
 
 if TYPE_CHECKING:
     from pytest_lmms.models import Backend
     from pytest_lmms.models._engine import Engine
     from pytest_lmms.report import SamplesWriter
+    from pytest_lmms.scoring.judge import Judge
     from pytest_lmms.tasks import Task, TaskIndex
 
 
@@ -107,6 +108,8 @@ class LmmsSession:
         if run.baseline_model:
             self.models.append(ModelRunner(self, run.baseline_model, run.baseline_model_args))
         self.baseline_results: list[SampleResult] = []
+        self.models_extra: list[ModelRunner] = []  # the judge, when it is a model of its own
+        self._judge: Judge | None = None
         self._gen_by_task: dict[str, GenParams] = {}
         self._reasoning_override: tuple[tuple[str, str], ...] | None = None
         self.results: list[SampleResult] = []
@@ -181,6 +184,29 @@ class LmmsSession:
     @property
     def identity(self) -> dict[str, Any]:
         return self.model.identity
+
+    @property
+    def judge(self) -> Judge | None:
+        """The --judge-model, through its own engine and the run's response cache (the
+        model's own runner when it is the same model with the same arguments)."""
+        if self._judge is None and self.run.judge_model:
+            from pytest_lmms.cache import cache_key
+            from pytest_lmms.scoring.judge import Judge
+
+            spec, args = self.run.judge_model, dict(self.run.judge_model_args)
+            runner = next((m for m in self.models if m.spec == spec and m.args == args), None)
+            if runner is None:
+                runner = ModelRunner(self, spec, args)
+                self.models_extra.append(runner)
+            judge_runner = runner
+
+            def complete(request: Request) -> Response:
+                return judge_runner.engine.response(
+                    cache_key(judge_runner.identity, request), request
+                ).result()
+
+            self._judge = Judge(complete, spec, _safe_identity(runner))
+        return self._judge
 
     @property
     def engine(self) -> Engine:
@@ -260,9 +286,20 @@ class LmmsSession:
             self.results.append(SampleResult.from_json(result))
 
     def close(self) -> None:
-        for model in self.models:
+        for model in [*self.models, *self.models_extra]:
             model.close()
         if self._cache is not None:
             self._cache.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def _safe_identity(runner: ModelRunner) -> dict[str, Any]:
+    """The runner's identity without transport fields (URLs, keys), for results.json; the
+    spec alone when the backend cannot be constructed (its calls then fail one by one)."""
+    from pytest_lmms.cache import TRANSPORT_FIELDS
+
+    try:
+        return {k: v for k, v in runner.identity.items() if k not in TRANSPORT_FIELDS}
+    except Exception:  # noqa: BLE001
+        return {"spec": runner.spec}

@@ -45,6 +45,7 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             "samples_file": str(state.writer.path_for(name)) if results else None,
             "throughput": throughput(results, wall_s),
             "stability": stability_info,
+            "judge": _judge_use(results),
         }
     results_path = state.run_dir / "results.json"
     data: dict[str, Any] = {
@@ -59,6 +60,7 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
         "throughput": throughput(state.results, wall_s),
         "results_file": str(results_path),
     }
+    data["judge"] = _judge_info(state, by_task)
     if state.run.baseline:
         data["comparison"] = _compare_with_baseline(state, by_task)
     elif state.baseline_model is not None:
@@ -68,6 +70,29 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
     data["gates"] = _check_gates(state, data)
     write_results(results_path, data)
     return data
+
+
+def _judge_use(results: list[SampleResult]) -> dict[str, int] | None:
+    judged = [r for r in results if r.judge_calls]
+    if not judged:
+        return None
+    return {"samples": len(judged), "calls": sum(r.judge_calls for r in judged)}
+
+
+def _judge_info(state: LmmsSession, by_task: dict[str, list[SampleResult]]) -> dict[str, Any] | None:
+    """The judge's model and the exact text of every judge prompt this run asked."""
+    if not state.run.judge_model:
+        return None
+    from pytest_lmms.scoring.judge import judge_prompts
+
+    judge = state.judge
+    used = sorted({name for results in by_task.values() for r in results for name in r.judge_prompts})
+    known = judge_prompts()
+    return {
+        "model": state.run.judge_model,
+        "identity": judge.identity if judge is not None else None,
+        "prompts": {name: known[name].to_json() if name in known else None for name in used},
+    }
 
 
 def _stability(results: list[SampleResult], metric: str, top: int = 10) -> dict[str, Any] | None:
@@ -227,6 +252,15 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                 f"  {task} ({info['metric']}, k={info['k']}, {info['n_questions']} questions): "
                 f"EA {info['expected_accuracy']:.4f}  CA {info['consensus_accuracy']:.4f}  "
                 f"IV {info['internal_variance']:.4f}  CR {info['consistency_rate']:.4f}"
+            )
+    judged = {task: info["judge"] for task, info in results["tasks"].items() if info.get("judge")}
+    if judged:
+        model = (results.get("judge") or {}).get("model", "the judge")
+        lines.append("")
+        for task, use in judged.items():
+            n = results["tasks"][task]["n"]
+            lines.append(
+                f"judge {model}: {task}: {use['samples']} of {n} samples needed the judge ({use['calls']} calls)"
             )
     comparison = results.get("comparison")
     if comparison:

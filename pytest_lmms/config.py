@@ -47,6 +47,11 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "a second model (BACKEND:MODEL_ID) asked the same samples in this session, for paired comparisons",
     ),
     "lmms_baseline_model_args": ("baseline_model_args", "backend arguments of the baseline model as k=v,..."),
+    "lmms_judge_model": (
+        "judge_model",
+        "the LLM judge (BACKEND:MODEL_ID) for benchmarks scored or rescued by a judge",
+    ),
+    "lmms_judge_model_args": ("judge_model_args", "backend arguments of the judge model as k=v,..."),
     "lmms_baseline": (
         "baseline",
         "a previous run's results.json (or its folder): adds paired comparisons per task",
@@ -79,6 +84,8 @@ class RunConfig:
     baseline_model_args: Mapping[str, str] = field(default_factory=dict)
     fail_under: tuple[str, ...] = ()
     fail_on_regression: float | None = None
+    judge_model: str | None = None
+    judge_model_args: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +107,8 @@ class RunConfig:
             "baseline_model_args": _redact(self.baseline_model_args),
             "fail_under": list(self.fail_under),
             "fail_on_regression": self.fail_on_regression,
+            "judge_model": self.judge_model,
+            "judge_model_args": _redact(self.judge_model_args),
         }
 
 
@@ -164,6 +173,19 @@ def add_options(parser: pytest.Parser) -> None:
         dest="lmms_baseline_model_args",
         default=None,
         help=_SETTINGS["lmms_baseline_model_args"][1],
+    )
+    group.addoption(
+        "--judge-model",
+        dest="lmms_judge_model",
+        default=None,
+        metavar="BACKEND:MODEL_ID",
+        help=_SETTINGS["lmms_judge_model"][1],
+    )
+    group.addoption(
+        "--judge-model-args",
+        dest="lmms_judge_model_args",
+        default=None,
+        help=_SETTINGS["lmms_judge_model_args"][1],
     )
     group.addoption(
         "--baseline",
@@ -321,6 +343,8 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         baseline_model_args=parse_kv(setting("lmms_baseline_model_args"), "--baseline-model-args"),
         fail_under=tuple(fail_under_specs),
         fail_on_regression=margin,
+        judge_model=setting("lmms_judge_model"),
+        judge_model_args=parse_kv(setting("lmms_judge_model_args"), "--judge-model-args"),
         model=str(setting("lmms_model") or DEFAULT_MODEL),
         model_args=parse_kv(setting("lmms_model_args"), "--model-args"),
         tasks=tasks,

@@ -210,8 +210,9 @@ class SampleItem(pytest.Item):
         task = self.task
         raw = response.text
         text = strip_reasoning(raw, state.reasoning_tags(task))
+        judge = state.judge.for_sample() if task.uses_judge and state.judge is not None else None
         try:
-            scores = task.score(doc, text)
+            scores = task.score(doc, text, judge=judge)
             target = task.target(doc)
             cluster_id = task.cluster_id(doc)
         except Exception as exc:  # noqa: BLE001
@@ -231,6 +232,9 @@ class SampleItem(pytest.Item):
             "output_tokens": response.output_tokens,
             "ttft_s": response.ttft_s,
         }
+        if judge is not None and judge.calls:
+            result["judge_calls"] = judge.calls
+            result["judge_prompts"] = judge.prompts_used
         if baseline:
             self.user_properties.append((BASELINE_PROPERTY, result))
             return

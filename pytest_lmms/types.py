@@ -100,6 +100,17 @@ class VideoSampling:
         if self.max_frames < 1 or (self.max_side is not None and self.max_side < 1):
             raise ValueError("video sampling: max_frames and max_side must be >= 1")
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VideoSampling:
+        """From a task's ``sampling`` mapping: ``{"fps": 1}`` alone means no frame count."""
+        unknown = set(data) - {"num_frames", "fps", "max_frames", "force_last", "max_side"}
+        if unknown:
+            raise ValueError(f"video sampling: unknown key(s) {', '.join(sorted(unknown))}")
+        values = dict(data)
+        if "fps" in values and "num_frames" not in values:
+            values["num_frames"] = None
+        return cls(**values)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "num_frames": self.num_frames,
@@ -269,8 +280,17 @@ class SampleResult:
     input_tokens: int | None = None
     output_tokens: int | None = None
     ttft_s: float | None = None
+    judge_calls: int = 0  # LLM-judge calls made to score this sample
+    judge_prompts: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        data = self._core_json()
+        if self.judge_calls:
+            data["judge_calls"] = self.judge_calls
+            data["judge_prompts"] = list(self.judge_prompts)
+        return data
+
+    def _core_json(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "doc_id": self.doc_id,
@@ -303,6 +323,8 @@ class SampleResult:
             input_tokens=data.get("input_tokens"),
             output_tokens=data.get("output_tokens"),
             ttft_s=data.get("ttft_s"),
+            judge_calls=int(data.get("judge_calls") or 0),
+            judge_prompts=tuple(data.get("judge_prompts") or ()),
         )
 
 

@@ -14,9 +14,13 @@ from pytest_lmms.scoring._reasoning import (
     parse_reasoning_tags,
     strip_reasoning,
 )
+from pytest_lmms.scoring.judge import Judge, JudgeError, JudgePrompt
 
 __all__ = [
     "DEFAULT_REASONING_TAGS",
+    "Judge",
+    "JudgeError",
+    "JudgePrompt",
     "Metric",
     "available_metrics",
     "extract_choice",

@@ -63,6 +63,7 @@ class TaskSpec:
     metrics: tuple[MetricSpec, ...] = ()
     cluster_key: str | FunctionRef | None = None
     reasoning_tags: Any = None
+    submission: FunctionRef | None = None
     output_type: str = "generate_until"
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
@@ -97,6 +98,7 @@ TASK_FIELDS = {
     "metric_list",
     "cluster_key",
     "reasoning_tags",
+    "submission",
     "output_type",
     "metadata",
     "description",
@@ -335,6 +337,7 @@ def _spec_from(raw: dict[str, Any], path: Path) -> TaskSpec | GroupSpec:
         metrics=_metrics(raw.get("metric_list"), where),
         cluster_key=_typed(raw, "cluster_key", (str, FunctionRef), where),
         reasoning_tags=_reasoning_tags(raw.get("reasoning_tags")),
+        submission=_typed(raw, "submission", (FunctionRef,), where),
         output_type=output_type,
         metadata=_typed(raw, "metadata", (dict,), where) or {},
     )

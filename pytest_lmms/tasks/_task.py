@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import io
 import re
 import sys
@@ -24,6 +25,7 @@ from pytest_lmms.types import (
     Request,
     SampleResult,
     TextPart,
+    VideoSampling,
 )
 
 # file -> ((mtime_ns, size), module): an edited file is imported again (in-process evaluate()).
@@ -126,6 +128,7 @@ class Task:
             "doc_to_choice",
             "process_results",
             "cluster_key",
+            "submission",
         ):
             value = getattr(spec, field)
             if isinstance(value, FunctionRef):
@@ -267,7 +270,12 @@ class Task:
                 parts.append(TextPart(str(part["text"])))
             elif kind in ("image", "video", "audio"):
                 value = part.get(kind, part.get("media", part.get("url")))
-                parts.append(MediaPart(to_media(value, kind, self.spec.folder), kind))
+                sampling = part.get("sampling")
+                if sampling is not None and kind != "video":
+                    raise TypeError(f"a {kind} part cannot have a 'sampling'; only videos do")
+                if isinstance(sampling, Mapping):
+                    sampling = VideoSampling.from_dict(sampling)
+                parts.append(MediaPart(to_media(value, kind, self.spec.folder), kind, sampling))
             else:
                 raise TypeError(f"unknown content part type {kind!r}")
         return Message(message["role"], tuple(parts))
@@ -300,10 +308,26 @@ class Task:
         spec = self._metric_spec(metric)
         return True if spec is None else spec.higher_is_better
 
-    def score(self, doc: Mapping[str, Any], response_text: str) -> dict[str, float]:
+    @property
+    def uses_judge(self) -> bool:
+        """Whether ``process_results`` takes a ``judge`` argument (an LLM judge, or None)."""
+        process = self._functions.get("process_results")
+        if process is None:
+            return False
+        try:
+            return "judge" in inspect.signature(process).parameters
+        except (TypeError, ValueError):
+            return False
+
+    def score(self, doc: Mapping[str, Any], response_text: str, judge: Any = None) -> dict[str, float]:
+        """Per-metric scores of one response. ``judge`` (a ``pytest_lmms.scoring.judge.Judge``
+        or None) is handed to a ``process_results`` that takes a ``judge`` argument."""
         process = self._functions.get("process_results")
         if process is not None:
-            scores = process(doc, response_text)
+            if self.uses_judge:
+                scores = process(doc, response_text, judge=judge)
+            else:
+                scores = process(doc, response_text)
             if not isinstance(scores, Mapping):
                 raise TypeError(
                     f"process_results returned {type(scores).__name__}, expected a dict of floats"
@@ -347,6 +371,16 @@ class Task:
             else:
                 out[name] = stats.bootstrap(scored, aggregation, clusters=clusters)
         return out
+
+    def submission(self, results: Sequence[SampleResult]) -> Any:
+        """The benchmark's submission file content (JSON data) built from a run's results,
+        for test splits whose answers are hidden; a TaskConfigError if it has none."""
+        function = self._functions.get("submission")
+        if function is None:
+            raise TaskConfigError(
+                f"{self._where}: no 'submission' function: this task has no submission format"
+            )
+        return function(list(results))
 
     # ---- identity ----------------------------------------------------------------------
     def _fingerprint(self) -> str:

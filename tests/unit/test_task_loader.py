@@ -32,7 +32,7 @@ from pytest_lmms.tasks import (
     load_task,
     render_template,
 )
-from pytest_lmms.types import GenParams, MediaPart, SampleResult, TextPart
+from pytest_lmms.types import GenParams, MediaPart, SampleResult, TextPart, VideoSampling
 from tests.helpers import write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1242,3 +1242,76 @@ def test_group_listing_an_unknown_task_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "real.yaml").write_text("task: real\ndataset_path: d.jsonl\ndoc_to_text: q\n")
     with pytest.raises(TaskConfigError, match="group 'mine' lists 'typo_task'"):
         discover([tmp_path]).select(["mine"])
+
+
+def test_a_video_part_carries_its_sampling_into_the_cache_key(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data.jsonl", ROWS)
+    (tmp_path / "clip.mp4").write_bytes(b"not decoded here")
+    write(
+        tmp_path / "utils.py",
+        """\
+        def messages(doc):
+            sampling = {"fps": 0.5, "max_frames": 16} if doc["id"] == "q0" else None
+            part = {"type": "video", "video": "clip.mp4"}
+            if sampling:
+                part["sampling"] = sampling
+            return [{"role": "user", "content": [part, {"type": "text", "text": doc["question"]}]}]
+
+        def bad(doc):
+            return [{"role": "user", "content": [{"type": "image", "image": "clip.mp4", "sampling": {"num_frames": 2}}]}]
+        """,
+    )
+    write(
+        tmp_path / "t.yaml",
+        """\
+        task: vid
+        dataset_path: data.jsonl
+        doc_to_messages: !function utils.messages
+        doc_to_target: answer
+        metric_list: [exact_match]
+        """,
+    )
+    task = load_task(tmp_path / "t.yaml")
+    sampled = task.request(task.doc("q0")).messages[0].content[0]
+    default = task.request(task.doc("q1")).messages[0].content[0]
+    assert isinstance(sampled, MediaPart) and isinstance(default, MediaPart)
+    assert sampled.sampling == VideoSampling(num_frames=None, fps=0.5, max_frames=16)
+    assert default.sampling is None
+    canonical = task.request(task.doc("q0")).canonical()["messages"][0]["content"][0]
+    assert canonical["sampling"]["fps"] == 0.5
+    write(tmp_path / "t.yaml", (tmp_path / "t.yaml").read_text().replace("utils.messages", "utils.bad"))
+    with pytest.raises(TypeError, match="image part cannot have a 'sampling'"):
+        load_task(tmp_path / "t.yaml").request(task.doc("q0"))
+
+
+def test_process_results_taking_a_judge_gets_it(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data.jsonl", ROWS)
+    write(
+        tmp_path / "utils.py",
+        """\
+        def judged(doc, response, judge=None):
+            return {"acc": 0.0 if judge is None else float(judge(response))}
+
+        def plain(doc, response):
+            return {"acc": float(response == doc["answer"])}
+        """,
+    )
+    write(
+        tmp_path / "t.yaml",
+        """\
+        task: judged
+        dataset_path: data.jsonl
+        doc_to_text: question
+        process_results: !function utils.judged
+        metric_list: [acc]
+        """,
+    )
+    task = load_task(tmp_path / "t.yaml")
+    doc = task.doc("q0")
+    assert task.uses_judge
+    assert task.score(doc, "x") == {"acc": 0.0}
+    assert task.score(doc, "x", judge=lambda response: response == "x") == {"acc": 1.0}
+    write(tmp_path / "t.yaml", (tmp_path / "t.yaml").read_text().replace("utils.judged", "utils.plain"))
+    plain = load_task(tmp_path / "t.yaml")
+    assert not plain.uses_judge
+    assert plain.score(doc, "4", judge=object()) == {"acc": 1.0}
