@@ -17,6 +17,7 @@ from pytest_lmms.report._results import (
     throughput,
     write_results,
 )
+from pytest_lmms.report._submission import build_submission, write_submission
 from pytest_lmms.report._table import format_table
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "format_comparisons",
     "load_run",
     "SamplesWriter",
+    "build_submission",
     "default_run_name",
     "format_table",
     "git_commit",
@@ -38,4 +40,5 @@ __all__ = [
     "regression_p_value",
     "throughput",
     "write_results",
+    "write_submission",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -369,6 +370,8 @@ class Task:
             if aggregation is None:
                 out[name] = stats.estimate([r.scores[name] for r in scored], clusters=clusters)
             else:
+                if _takes_metric(aggregation):
+                    aggregation = functools.partial(aggregation, metric=name)
                 out[name] = stats.bootstrap(scored, aggregation, clusters=clusters)
         return out
 
@@ -380,6 +383,12 @@ class Task:
             raise TaskConfigError(
                 f"{self._where}: no 'submission' function: this task has no submission format"
             )
+        try:
+            wants_docs = "doc" in inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            wants_docs = False
+        if wants_docs:  # the documents themselves, looked up by id (test splits hide targets)
+            return function(list(results), doc=self.doc)
         return function(list(results))
 
     # ---- identity ----------------------------------------------------------------------
@@ -396,6 +405,15 @@ class Task:
             if file:
                 digest.update(Path(file).read_bytes())
         return digest.hexdigest()
+
+
+def _takes_metric(function: Callable[..., Any]) -> bool:
+    """Whether an aggregation takes a ``metric`` keyword: one function can then serve
+    several metric rows (one per category, say) and learn which one it computes."""
+    try:
+        return "metric" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _as_float(value: Any, metric: str) -> float:

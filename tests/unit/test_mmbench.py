@@ -16,7 +16,14 @@ from pytest_lmms.types import SampleResult
 MMBENCH_YAML = Path(__file__).resolve().parents[2] / "benchmarks" / "mmbench" / "mmbench.yaml"
 
 
-def row(index: int, answer: str, hint: object = None, d: object = "dog") -> dict:
+def row(
+    index: int,
+    answer: str,
+    hint: object = None,
+    d: object = "dog",
+    category: str = "object_localization",
+    l2: str = "finegrained_perception (instance-level)",
+) -> dict:
     return {
         "index": index,
         "question": "Which animal is shown?",
@@ -26,8 +33,8 @@ def row(index: int, answer: str, hint: object = None, d: object = "dog") -> dict
         "C": "fish",
         "D": d,
         "answer": answer,
-        "category": "object_localization",
-        "l2-category": "finegrained_perception",
+        "category": category,
+        "l2-category": l2,
         "image": {"bytes": None, "path": "img.png"},
     }
 
@@ -40,8 +47,8 @@ def mmbench(tmp_path: Path):  # type: ignore[no-untyped-def]
     rows = [
         row(7, "A", hint="Look closely."),
         row(1_000_007, "B"),  # the same question, options rotated
-        row(8, "C", d=math.nan),  # a three-option question
-        row(1_000_008, "A", d=math.nan),
+        row(8, "C", d=math.nan, category="ocr", l2="coarse_perception"),  # a three-option question
+        row(1_000_008, "A", d=math.nan, category="ocr", l2="coarse_perception"),
     ]
     with open(tmp_path / "rows.jsonl", "w") as handle:
         for r in rows:
@@ -104,6 +111,11 @@ def test_circular_accuracy_needs_every_rotation_right(mmbench) -> None:  # type:
     assert estimates["circular_accuracy"].value == pytest.approx(0.5)
     assert estimates["circular_accuracy"].method == "cluster-bootstrap"
     assert estimates["accuracy"].value == pytest.approx(0.75) and estimates["accuracy"].n_clusters == 2
+    # per ability: question 7 (FP-S, object_localization) right, question 8 (CP, ocr) not
+    assert estimates["l2_FP-S"].value == 1.0 and estimates["l2_FP-S"].n == 2
+    assert estimates["l2_CP"].value == 0.0
+    assert estimates["cat_object_localization"].value == 1.0 and estimates["cat_ocr"].value == 0.0
+    assert "l2_LR" not in estimates  # no question of that ability in the run
 
 
 def test_a_question_drawn_twice_by_the_bootstrap_counts_twice() -> None:
@@ -120,3 +132,87 @@ def test_a_question_drawn_twice_by_the_bootstrap_counts_twice() -> None:
     right = [result("1", "1", 1.0), result("1000001", "1", 1.0)]
     wrong = [result("2", "2", 1.0), result("1000002", "2", 0.0)]
     assert utils.circular_accuracy(right + right + wrong) == pytest.approx(2 / 3)
+
+
+class FakeJudge:
+    """Answers like the official matcher would; records what it was asked."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.asked: list[str] = []
+
+    def ask(self, prompt, /, **fields):  # type: ignore[no-untyped-def]
+        self.asked.append(prompt.render(**fields))
+        return self.reply
+
+
+def test_the_judge_is_asked_only_when_the_rules_fail(mmbench) -> None:  # type: ignore[no-untyped-def]
+    judge = FakeJudge("A")
+    doc = mmbench.doc("7")
+    assert mmbench.score(doc, "(A)", judge=judge)["accuracy"] == 1.0
+    assert judge.asked == []
+    assert mmbench.score(doc, "It is a small cat sitting on a mat.", judge=judge)["accuracy"] == 1.0
+    assert judge.asked == [
+        "You are an AI assistant who will help me to match an answer with several options of a "
+        "single-choice question. You are provided with a question, several options, and an answer, "
+        "and you need to find which option is most similar to the answer. If the meaning of all "
+        "options are significantly different from the answer, output Z. Your should output a single "
+        "uppercase character in A, B, C, D (if they are valid options), and Z. \n"
+        "Example 1: \nQuestion: What is the main object in image?\n"
+        "Options: A. teddy bear B. rabbit C. cat D. dog\nAnswer: a cute teddy bear\nYour output: A\n"
+        "Example 2: \nQuestion: What is the main object in image?\n"
+        "Options: A. teddy bear B. rabbit C. cat D. dog\nAnswer: Spider\nYour output: Z\n"
+        "Example 3: \nQuestion: Which animal is shown??\n"
+        "Options: There are several options: \nA. cat\nB. bird\nC. fish\nD. dog\n\n"
+        "Answer: It is a small cat sitting on a mat.\nYour output: "
+    ]
+
+
+@pytest.mark.parametrize(("reply", "right"), [("A", 1.0), ("B", 0.0), ("Z", 0.0), ("no idea", 0.0)])
+def test_the_judges_reply_is_read_with_the_rules(mmbench, reply: str, right: float) -> None:  # type: ignore[no-untyped-def]
+    assert mmbench.score(mmbench.doc("7"), "a small furry pet", judge=FakeJudge(reply))["accuracy"] == right
+
+
+def test_an_empty_answer_is_wrong_without_asking_the_judge(mmbench) -> None:  # type: ignore[no-untyped-def]
+    judge = FakeJudge("A")
+    assert mmbench.score(mmbench.doc("7"), "  ", judge=judge)["accuracy"] == 0.0
+    assert judge.asked == []
+
+
+def test_test_split_submission_rows(tmp_path: Path, mmbench) -> None:  # type: ignore[no-untyped-def]
+    from pytest_lmms.report import write_submission
+
+    results = [
+        SampleResult("mmbench", doc_id, None, answer, answer, {}, cluster_id=None)
+        for doc_id, answer in [("1000007", "B"), ("7", "A"), ("8", "C. fish")]
+    ]
+    rows = mmbench.submission(results)
+    assert [r["index"] for r in rows] == [7, 8, 1000007]
+    assert rows[0] == {
+        "index": 7,
+        "question": "Which animal is shown?",
+        "hint": "Look closely.",
+        "A": "cat",
+        "B": "bird",
+        "C": "fish",
+        "D": "dog",
+        "category": "object_localization",
+        "l2-category": "finegrained_perception (instance-level)",
+        "prediction": "A",
+    }
+    assert rows[1]["D"] is None and rows[1]["hint"] is None
+    import pandas as pd
+
+    written = pd.read_excel(write_submission(rows, tmp_path / "sub.xlsx"))
+    assert list(written["prediction"]) == ["A", "C. fish", "B"]
+    assert list(written.columns)[-1] == "prediction"
+
+
+def test_test_split_task_scores_only_whether_an_option_was_read(tmp_path: Path, mmbench) -> None:  # type: ignore[no-untyped-def]
+    test_yaml = MMBENCH_YAML.with_name("mmbench_test.yaml")
+    (tmp_path / "test_fixture.yaml").write_text(
+        f"include: {test_yaml}\ntask: mmbench_test_fixture\ndataset_path: rows.jsonl\n"
+    )
+    task = load_task(tmp_path / "test_fixture.yaml")
+    assert task.score(task.doc("7"), "B") == {"answered": 1.0}
+    assert task.score(task.doc("7"), "no idea") == {"answered": 0.0}
