@@ -85,7 +85,7 @@ class ModelRunner:
             def factory() -> Backend:
                 return probe if probe is not None else self._make_backend()
 
-            self._engine = Engine(factory, identity, self.session.cache)
+            self._engine = Engine(factory, identity, self.session.cache, self.session.prefetcher)
         return self._engine
 
     def close(self) -> None:
@@ -108,7 +108,8 @@ class LmmsSession:
         if run.baseline_model:
             self.models.append(ModelRunner(self, run.baseline_model, run.baseline_model_args))
         self.baseline_results: list[SampleResult] = []
-        self.models_extra: list[ModelRunner] = []  # the judge, when it is a model of its own
+        self.models_extra: list[ModelRunner] = []
+        self._prefetcher: Any = None  # the judge, when it is a model of its own
         self._judge: Judge | None = None
         self._gen_by_task: dict[str, GenParams] = {}
         self._reasoning_override: tuple[tuple[str, str], ...] | None = None
@@ -140,6 +141,10 @@ class LmmsSession:
                 raise pytest.UsageError(f"--lmms-reasoning-tags: {exc}") from None
         for key, value in run.environment.items():
             os.environ.setdefault(key, value)
+        if run.frame_cache_dir is not None:
+            from pytest_lmms.media import FRAME_CACHE
+
+            FRAME_CACHE.use_disk(run.frame_cache_dir)
 
     def seed_everything(self) -> None:
         """Seed Python, NumPy and torch: only in sessions that run samples, so the plugin
@@ -184,6 +189,15 @@ class LmmsSession:
     @property
     def identity(self) -> dict[str, Any]:
         return self.model.identity
+
+    @property
+    def prefetcher(self) -> Any:
+        """One decode-ahead pool for every engine of the session (None with 0 threads)."""
+        if self._prefetcher is None and self.run.decode_threads > 0:
+            from pytest_lmms.media import MediaPrefetcher
+
+            self._prefetcher = MediaPrefetcher(threads=self.run.decode_threads)
+        return self._prefetcher
 
     @property
     def judge(self) -> Judge | None:
@@ -288,6 +302,12 @@ class LmmsSession:
     def close(self) -> None:
         for model in [*self.models, *self.models_extra]:
             model.close()
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        if self.run.frame_cache_dir is not None:
+            from pytest_lmms.media import FRAME_CACHE
+
+            FRAME_CACHE.use_disk(None)
         if self._cache is not None:
             self._cache.close()
         if self._writer is not None:

@@ -1,4 +1,5 @@
-"""The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare`` and ``power``."""
+"""The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack`` and
+``submission``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def _dataset_size(task_path: Path, task_name: str) -> str:
     source = getattr(spec, "dataset_path", None)
     if not source:
         return "?"
+    if source.startswith("lance://"):
+        return _lance_size(task_path, source)
     path = Path(source)
     if not path.is_absolute():
         path = task_path.parent / path
@@ -33,6 +36,20 @@ def _dataset_size(task_path: Path, task_name: str) -> str:
     except Exception:  # noqa: BLE001
         return "?"
     return "?"
+
+
+def _lance_size(task_path: Path, source: str) -> str:
+    path = Path(source[len("lance://") :]).expanduser()
+    if not path.is_absolute():
+        path = task_path.parent / path
+    if not path.is_dir():
+        return "?"
+    try:
+        import lance
+
+        return str(lance.dataset(str(path)).count_rows())
+    except Exception:  # noqa: BLE001
+        return "?"
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -128,6 +145,58 @@ def cmd_power(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from pytest_lmms.media._lance import LanceError, pack
+    from pytest_lmms.tasks import DatasetError, TaskConfigError, load_task
+
+    search_paths = [Path(p) for p in args.tasks_dir] or None
+    try:
+        task = load_task(args.task, search_paths)
+        summary = pack(
+            task,
+            args.out,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            progress_every=args.progress_every,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except (TaskConfigError, DatasetError, LanceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {summary.path}: {summary.docs} documents, {summary.media} media items "
+        f"({summary.media_bytes / 1e6:.1f} MB, at most {summary.slots} per document) "
+        f"in {summary.seconds:.1f} s"
+    )
+    if summary.unplaced:
+        print(
+            f"note: {summary.unplaced} media items come from no top-level document column: the "
+            "lance:// source does not put them back in the documents (LanceMediaStore.media serves them)",
+            file=sys.stderr,
+        )
+    if summary.dropped_columns:
+        print(
+            f"note: columns left out (neither media nor JSON data): {', '.join(summary.dropped_columns)}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_submission(args: argparse.Namespace) -> int:
+    from pytest_lmms.report import build_submission, write_submission
+    from pytest_lmms.tasks import DatasetError, TaskConfigError
+
+    try:
+        content = build_submission(args.run, args.task, args.yaml)
+        out = write_submission(content, args.out)
+    except (ValueError, TaskConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    count = len(content) if hasattr(content, "__len__") else "?"
+    print(f"wrote {out}: {count} entries of {args.task}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +225,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     power.add_argument("--icc", type=float, default=None, help="intra-cluster correlation")
     power.add_argument("--n", type=int, default=None, help="print the power for this n instead")
     power.set_defaults(func=cmd_power)
+    pack = sub.add_parser(
+        "pack", help="write a task's documents and media to a Lance dataset (dataset_path: lance://...)"
+    )
+    pack.add_argument("task", help="task name, or YAML path (file.yaml::task when it holds several)")
+    pack.add_argument("--out", required=True, help="the dataset to write (DIR.lance)")
+    pack.add_argument(
+        "--tasks-dir",
+        action="append",
+        default=[],
+        help="folder to find the task name in (repeatable; default: ./benchmarks)",
+    )
+    pack.add_argument("--limit", type=int, default=None, help="pack only the first N documents")
+    pack.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    pack.add_argument(
+        "--progress-every", type=int, default=1000, help="print progress every N documents (0: never)"
+    )
+    pack.set_defaults(func=cmd_pack)
+    submission = sub.add_parser(
+        "submission", help="a saved run's answers to a test split, in its benchmark's submission format"
+    )
+    submission.add_argument("run", help="the run folder (or its results.json)")
+    submission.add_argument("task", help="the task (it must define a submission function)")
+    submission.add_argument("--out", required=True, help="file to write: .json, .jsonl, .csv or .xlsx")
+    submission.add_argument(
+        "--yaml", default=None, help="the task's YAML (default: the one the run recorded)"
+    )
+    submission.set_defaults(func=cmd_submission)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -47,6 +47,14 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "a second model (BACKEND:MODEL_ID) asked the same samples in this session, for paired comparisons",
     ),
     "lmms_baseline_model_args": ("baseline_model_args", "backend arguments of the baseline model as k=v,..."),
+    "lmms_decode_threads": (
+        "decode_threads",
+        "threads decoding videos ahead of the model (default 2; 0 decodes on demand only)",
+    ),
+    "lmms_frame_cache": (
+        "frame_cache",
+        "also keep decoded video frames in this folder, across runs and processes (diskcache)",
+    ),
     "lmms_judge_model": (
         "judge_model",
         "the LLM judge (BACKEND:MODEL_ID) for benchmarks scored or rescued by a judge",
@@ -85,6 +93,8 @@ class RunConfig:
     fail_under: tuple[str, ...] = ()
     fail_on_regression: float | None = None
     judge_model: str | None = None
+    decode_threads: int = 2
+    frame_cache_dir: Path | None = None
     judge_model_args: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +117,8 @@ class RunConfig:
             "baseline_model_args": _redact(self.baseline_model_args),
             "fail_under": list(self.fail_under),
             "fail_on_regression": self.fail_on_regression,
+            "decode_threads": self.decode_threads,
+            "frame_cache_dir": str(self.frame_cache_dir) if self.frame_cache_dir else None,
             "judge_model": self.judge_model,
             "judge_model_args": _redact(self.judge_model_args),
         }
@@ -173,6 +185,20 @@ def add_options(parser: pytest.Parser) -> None:
         dest="lmms_baseline_model_args",
         default=None,
         help=_SETTINGS["lmms_baseline_model_args"][1],
+    )
+    group.addoption(
+        "--lmms-decode-threads",
+        dest="lmms_decode_threads",
+        default=None,
+        metavar="N",
+        help=_SETTINGS["lmms_decode_threads"][1],
+    )
+    group.addoption(
+        "--lmms-frame-cache",
+        dest="lmms_frame_cache",
+        default=None,
+        metavar="DIR",
+        help=_SETTINGS["lmms_frame_cache"][1],
     )
     group.addoption(
         "--judge-model",
@@ -323,6 +349,8 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         raise pytest.UsageError(f"--lmms-temperature expects a number, got {temperature_value!r}") from None
     if temperature is not None and temperature < 0:
         raise pytest.UsageError(f"--lmms-temperature must be >= 0, got {temperature}")
+    threads = _to_int(setting("lmms_decode_threads"), "--lmms-decode-threads", minimum=0)
+    decode_threads = 2 if threads is None else threads
     baseline = setting("lmms_baseline")
     if baseline is not None and not Path(baseline).exists():
         raise pytest.UsageError(f"--baseline {baseline}: no such file or folder")
@@ -344,6 +372,8 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         fail_under=tuple(fail_under_specs),
         fail_on_regression=margin,
         judge_model=setting("lmms_judge_model"),
+        decode_threads=decode_threads,
+        frame_cache_dir=Path(setting("lmms_frame_cache")) if setting("lmms_frame_cache") else None,
         judge_model_args=parse_kv(setting("lmms_judge_model_args"), "--judge-model-args"),
         model=str(setting("lmms_model") or DEFAULT_MODEL),
         model_args=parse_kv(setting("lmms_model_args"), "--model-args"),

@@ -1,6 +1,8 @@
 """Media: video frame sampling and decoding (torchcodec, PyAV), the frame cache, audio."""
 
 from pytest_lmms.media._audio import Samples, as_wav, decode_audio, wav_bytes
+from pytest_lmms.media._lance import LanceError, LanceMediaStore, MediaEntry, PackSummary, pack
+from pytest_lmms.media._prefetch import MediaPrefetcher
 from pytest_lmms.media._video import (
     FRAME_CACHE,
     FrameCache,
@@ -18,10 +20,16 @@ __all__ = [
     "as_wav",
     "decode_audio",
     "wav_bytes",
+    "LanceError",
+    "LanceMediaStore",
+    "MediaEntry",
+    "PackSummary",
+    "pack",
     "FRAME_CACHE",
     "FrameCache",
     "Frames",
     "MediaError",
+    "MediaPrefetcher",
     "available_decoders",
     "decode_video",
     "frames_as_png",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -146,7 +147,8 @@ def decode_video(
 
 
 class FrameCache:
-    """Decoded frames by (content hash, sampling), bounded by bytes, least recently used out."""
+    """Decoded frames by (content hash, sampling): an in-process LRU bounded by bytes, and
+    optionally an on-disk cache (``diskcache``) shared by processes and kept across runs."""
 
     def __init__(self, max_bytes: int = 1 << 30) -> None:
         self.max_bytes = max_bytes
@@ -154,31 +156,99 @@ class FrameCache:
         self._size = 0
         self._lock = threading.Lock()
         self._decoding: dict[tuple[str, tuple[Any, ...]], threading.Lock] = {}
+        self._disk: Any = None
         self.hits = 0
+        self.disk_hits = 0
         self.decodes = 0
+        # called with the key of every frames() answered from memory (the prefetcher
+        # learns that what it decoded ahead was used)
+        self.on_use: Callable[[tuple[str, tuple[Any, ...]]], None] | None = None
+
+    def use_disk(self, directory: str | Path | None, size_limit: int = 20 << 30) -> None:
+        """Also keep frames in ``directory`` (None turns the disk cache off)."""
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+        if directory is not None:
+            import diskcache
+
+            self._disk = diskcache.Cache(str(directory), size_limit=size_limit)
+
+    @staticmethod
+    def key(media: MediaRef, sampling: VideoSampling | None = None) -> tuple[str, tuple[Any, ...]]:
+        return (media.content_hash, tuple((sampling or VideoSampling()).as_dict().values()))
 
     def frames(
-        self, media: MediaRef, sampling: VideoSampling | None = None, decoder: DecoderName = "auto"
+        self,
+        media: MediaRef,
+        sampling: VideoSampling | None = None,
+        decoder: DecoderName = "auto",
+        *,
+        prefetch: bool = False,
     ) -> Frames:
         sampling = sampling or VideoSampling()
-        key = (media.content_hash, tuple(sampling.as_dict().values()))
+        key = self.key(media, sampling)
         with self._lock:
             found = self._get(key)
-            if found is not None:
-                return found
+        if found is not None:
+            if not prefetch and self.on_use is not None:
+                self.on_use(key)
+            return found
+        with self._lock:
+            gate = self._decoding.setdefault(key, threading.Lock())
             gate = self._decoding.setdefault(key, threading.Lock())
         with gate:  # two threads asking for one video decode it once
             with self._lock:
                 found = self._get(key)
-                if found is not None:
-                    return found
-            frames = decode_video(media, sampling, decoder)
+            if found is not None:
+                if not prefetch and self.on_use is not None:
+                    self.on_use(key)
+                return found
+            frames = self._from_disk(key)
+            if frames is None:
+                frames = decode_video(media, sampling, decoder)
+                self._to_disk(key, frames)
+                with self._lock:
+                    self.decodes += 1
             frames.setflags(write=False)
             with self._lock:
-                self.decodes += 1
                 self._put(key, frames)
                 self._decoding.pop(key, None)
             return frames
+
+    def contains(self, media: MediaRef, sampling: VideoSampling | None = None) -> bool:
+        key = self.key(media, sampling)
+        with self._lock:
+            return key in self._items
+
+    def _disk_key(self, key: tuple[str, tuple[Any, ...]]) -> str:
+        return f"frames/v1/{key[0]}/" + ",".join(map(str, key[1]))
+
+    def _from_disk(self, key: tuple[str, tuple[Any, ...]]) -> Frames | None:
+        if self._disk is None:
+            return None
+        try:
+            stored = self._disk.get(self._disk_key(key))
+            if stored is None:
+                return None
+            frames = np.load(io.BytesIO(stored), allow_pickle=False)
+        except Exception:  # noqa: BLE001 - an unreadable entry is decoded again
+            return None
+        with self._lock:
+            self.disk_hits += 1
+        return np.asarray(frames, dtype=np.uint8)
+
+    def _to_disk(self, key: tuple[str, tuple[Any, ...]], frames: Frames) -> None:
+        if self._disk is None:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, frames, allow_pickle=False)
+        try:
+            self._disk.set(self._disk_key(key), buffer.getvalue())
+        except Exception as exc:  # noqa: BLE001 - a full or read-only disk must not fail a sample
+            import warnings
+
+            warnings.warn(f"frame cache: could not write to disk: {exc}", stacklevel=2)
 
     def _get(self, key: tuple[str, tuple[Any, ...]]) -> Frames | None:
         found = self._items.get(key)
@@ -188,6 +258,8 @@ class FrameCache:
         return found
 
     def _put(self, key: tuple[str, tuple[Any, ...]], frames: Frames) -> None:
+        if key in self._items:
+            return
         self._items[key] = frames
         self._size += frames.nbytes
         while self._size > self.max_bytes and len(self._items) > 1:

@@ -50,10 +50,13 @@ class Engine:
         backend_factory: Callable[[], Backend],
         identity: Mapping[str, Any],
         cache: _Cache | None = None,
+        prefetcher: Any = None,
     ) -> None:
         self._backend_factory = backend_factory
         self.identity = identity
         self._cache = cache
+        # decodes the videos of planned misses ahead of the model (media.MediaPrefetcher)
+        self._prefetcher = prefetcher
         self._backend: Backend | None = None
         self._futures: dict[str, Future[Response]] = {}
         self._requests: dict[str, Request] = {}
@@ -87,10 +90,14 @@ class Engine:
                 else:
                     self._requests[key] = request
                     misses.append(key)
-            if misses:
-                self._pending.extend(self._grouped_by_prefix(misses))
+            ordered = self._grouped_by_prefix(misses) if misses else []
+            to_prefetch = [self._requests[key] for key in ordered]
+            if ordered:
+                self._pending.extend(ordered)
                 self._ensure_worker()
                 self._lock.notify()
+        if self._prefetcher is not None and to_prefetch:
+            self._prefetcher.submit(to_prefetch)
 
     def _grouped_by_prefix(self, keys: list[str]) -> list[str]:
         """Requests sharing an image / video / prompt prefix side by side (groups in order of
@@ -259,6 +266,8 @@ class Engine:
             future = self._futures[key]
             if not future.done():
                 future.set_exception(cancelled)
+        if self._prefetcher is not None:
+            self._prefetcher.close()
         if self._backend is not None:
             self._backend.close()
             self._backend = None

@@ -1,20 +1,25 @@
-"""Dataset sources: local jsonl / parquet / save_to_disk folders / folders of files, or the hub.
+"""Dataset sources: local jsonl / parquet / save_to_disk folders / folders of files, the
+hub, or a Lance dataset written by ``pytest-lmms pack`` (``lance://path.lance``).
 
 Collection calls ``ids()``, which reads only the id column; ``rows()`` loads full rows
-once, when the first sample of the task runs.
+once, when the first sample of the task runs (a Lance source takes one row per ``doc()``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pytest_lmms.tasks._spec import DatasetError, TaskSpec, _where
 
+if TYPE_CHECKING:
+    from pytest_lmms.media._lance import LanceMediaStore
+
 ROW_INDEX = "__row_index__"
+LANCE_SCHEME = "lance://"
 
 
 class Source:
@@ -202,13 +207,78 @@ class FolderSource(Source):
         ]
 
 
+class LanceSource(Source):
+    """A dataset written by ``pytest-lmms pack``: ids from a projection of its doc_id column,
+    one row taken per document, media back in their columns as lazy MediaRefs."""
+
+    def __init__(self, spec: TaskSpec, path: Path) -> None:
+        super().__init__(spec)
+        self.path = path
+        self._store: LanceMediaStore | None = None
+
+    def describe(self) -> str:
+        return f"dataset_path {self.spec.dataset_path!r} ({self.path})"
+
+    def store(self) -> LanceMediaStore:
+        if self._store is None:
+            from pytest_lmms.media._lance import LanceMediaStore
+
+            try:
+                self._store = LanceMediaStore(self.path)
+            except Exception as exc:  # noqa: BLE001 - every loader error is named the same way
+                raise self._error(exc) from exc
+        return self._store
+
+    def _with_id(self, doc: dict[str, Any], doc_id: str) -> dict[str, Any]:
+        # A document without an id value was numbered by its row when packed; keep that id
+        # on the document, which is how a Task finds a document's id.
+        if doc.get(self.id_column) is None:
+            doc[self.id_column] = doc_id
+        return doc
+
+    def _read_ids(self, limit: int | None) -> list[str]:
+        return self.store().doc_ids(limit)
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        store = self.store()
+        return [self._with_id(doc, i) for doc, i in zip(store.docs(), store.doc_ids(), strict=True)]
+
+    def doc(self, doc_id: str) -> dict[str, Any]:
+        store = self.store()
+        try:
+            row = store.row_of(doc_id)
+        except KeyError:
+            raise DatasetError(
+                f"{_where(self.spec.source_path)}: task '{self.spec.name}': no document with id {doc_id!r}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from exc
+        try:
+            return self._with_id(store.doc(row), doc_id)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc) from exc
+
+
 def _ids_from(values: Any) -> list[str]:
     # The same rule as Source._id_of: a missing id is the row index.
     return [str(i) if v is None else str(v) for i, v in enumerate(values)]
 
 
+def _lance_path(spec: TaskSpec, raw: str) -> Path:
+    path = Path(raw[len(LANCE_SCHEME) :]).expanduser()
+    return path if path.is_absolute() else spec.folder / path
+
+
 def open_source(spec: TaskSpec) -> Source:
     raw = spec.dataset_path or ""
+    if raw.startswith(LANCE_SCHEME):
+        lance_path = _lance_path(spec, raw)
+        if not lance_path.is_dir():
+            raise DatasetError(
+                f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: "
+                f"no such Lance dataset {lance_path}"
+            )
+        return LanceSource(spec, lance_path)
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = spec.folder / path

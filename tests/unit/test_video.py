@@ -128,3 +128,78 @@ def test_openai_backend_sends_video_as_frames(tmp_path: Path, openai_server) -> 
     assert out.text == "C"  # type: ignore[union-attr]
     content = openai_server.bodies[0]["messages"][0]["content"]
     assert [p["type"] for p in content] == ["image_url", "image_url", "image_url", "text"]
+
+
+def test_the_disk_cache_serves_another_process_and_survives_a_corrupt_entry(tmp_path: Path) -> None:
+    pytest.importorskip("diskcache")
+    video = MediaRef("video", write_video(tmp_path / "v.mp4"))
+    first = FrameCache()
+    first.use_disk(tmp_path / "frames")
+    decoded = first.frames(video, VideoSampling(num_frames=4))
+    first.use_disk(None)
+    second = FrameCache()  # a new process: empty memory, same folder
+    second.use_disk(tmp_path / "frames")
+    again = second.frames(video, VideoSampling(num_frames=4))
+    assert (second.decodes, second.disk_hits) == (0, 1)
+    assert np.array_equal(again, decoded)
+    key = second._disk_key(FrameCache.key(video, VideoSampling(num_frames=4)))
+    second._disk.set(key, b"not an array")
+    third = FrameCache()
+    third.use_disk(tmp_path / "frames")
+    assert frame_ids(third.frames(video, VideoSampling(num_frames=4))) == frame_ids(decoded)
+    assert (third.decodes, third.disk_hits) == (1, 0)
+    second.use_disk(None)
+    third.use_disk(None)
+
+
+def _video_request(doc_id: str, video: MediaRef) -> Request:
+    part = MediaPart(video, "video", VideoSampling(num_frames=4))
+    return Request("t", doc_id, (Message("user", (part, TextPart(f"question {doc_id}"))),))
+
+
+def _wait_for(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_the_prefetcher_decodes_ahead_once_per_video_and_stays_bounded(tmp_path: Path) -> None:
+    from pytest_lmms.media import MediaPrefetcher
+
+    cache = FrameCache()
+    videos = [MediaRef("video", write_video(tmp_path / f"v{i}.mp4", n_frames=12 + i)) for i in range(3)]
+    requests = [_video_request(f"{v}-{q}", video) for v, video in enumerate(videos) for q in range(3)]
+    prefetcher = MediaPrefetcher(threads=2, cache=cache, max_ahead=1, stale_s=600)
+    try:
+        assert prefetcher.submit(requests) == 3  # nine questions, three videos
+        _wait_for(lambda: prefetcher.decoded == 1, "the first decode")
+        # one decoded video waits unused: nothing more is decoded until it is used
+        assert cache.decodes == 1 and len(prefetcher._queue) == 2
+        for request in requests:  # the backend reads every question's frames in order
+            part = request.messages[0].content[0]
+            assert isinstance(part, MediaPart)
+            cache.frames(part.media, part.sampling)
+        assert cache.decodes == 3
+        assert prefetcher.submit(requests) == 0  # already seen
+    finally:
+        prefetcher.close()
+    assert cache.on_use is None
+
+
+def test_a_video_the_prefetcher_cannot_decode_is_left_to_the_backend(tmp_path: Path) -> None:
+    from pytest_lmms.media import MediaPrefetcher
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 64)
+    cache = FrameCache()
+    prefetcher = MediaPrefetcher(threads=1, cache=cache)
+    try:
+        prefetcher.submit([_video_request("0", MediaRef("video", broken))])
+        _wait_for(lambda: prefetcher.errors == 1, "the failed decode")
+        with pytest.raises(MediaError, match="broken.mp4"):
+            cache.frames(MediaRef("video", broken), VideoSampling(num_frames=4))
+    finally:
+        prefetcher.close()
