@@ -184,6 +184,7 @@ def _with_includes(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> d
         return raw
     if not isinstance(include, str):
         raise TaskConfigError(f"{_where(path)}: field 'include': expected a file name, got {include!r}")
+    include, _, wanted = include.partition("::")
     base_path = (path.parent / include).resolve()
     if base_path in seen:
         chain = " -> ".join(_where(p) for p in (*seen, base_path))
@@ -191,9 +192,14 @@ def _with_includes(raw: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> d
     if not base_path.is_file():
         raise TaskConfigError(f"{_where(path)}: field 'include': file {include!r} not found")
     documents = read_yaml_documents(base_path)
-    if len(documents) != 1:
+    if wanted:  # file.yaml::task picks one task of a file holding several
+        documents = [d for d in documents if isinstance(d, dict) and d.get("task") == wanted]
+        if len(documents) != 1:
+            raise TaskConfigError(f"{_where(path)}: field 'include': no task {wanted!r} in {include!r}")
+    elif len(documents) != 1:
         raise TaskConfigError(
-            f"{_where(path)}: field 'include': {include!r} must hold exactly one YAML document"
+            f"{_where(path)}: field 'include': {include!r} holds several YAML documents; "
+            f"name one as {include}::TASK"
         )
     base = _with_includes(documents[0], base_path, (*seen, base_path))
     merged = {**base, **{k: v for k, v in raw.items() if k != "include"}}

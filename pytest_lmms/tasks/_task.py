@@ -239,7 +239,11 @@ class Task:
     def messages(self, doc: Mapping[str, Any]) -> tuple[Message, ...]:
         function = self._functions.get("doc_to_messages")
         if function is not None:
-            return tuple(self._message(m) for m in function(doc))
+            if _takes(function, "metadata"):  # the YAML's metadata: frame counts, media folders
+                built = function(doc, metadata=dict(self.spec.metadata))
+            else:
+                built = function(doc)
+            return tuple(self._message(m) for m in built)
         parts: list[ContentPart] = []
         if self.spec.doc_to_visual is not None:
             visuals = self._field("doc_to_visual", doc)
@@ -407,13 +411,17 @@ class Task:
         return digest.hexdigest()
 
 
+def _takes(function: Callable[..., Any], name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _takes_metric(function: Callable[..., Any]) -> bool:
     """Whether an aggregation takes a ``metric`` keyword: one function can then serve
     several metric rows (one per category, say) and learn which one it computes."""
-    try:
-        return "metric" in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
+    return _takes(function, "metric")
 
 
 def _as_float(value: Any, metric: str) -> float:

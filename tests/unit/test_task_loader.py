@@ -413,10 +413,39 @@ def test_include_must_be_a_single_document_file_name(tmp_path: Path) -> None:
     write(tmp_path / "t.yaml", "include: [a.yaml]\ntask: t\n")
     with pytest.raises(TaskConfigError, match="field 'include': expected a file name"):
         load_specs(tmp_path / "t.yaml")
-    write(tmp_path / "two.yaml", "a: 1\n---\nb: 2\n")
+    write(tmp_path / "two.yaml", "task: a\ndataset_path: a.jsonl\n---\ntask: b\ndataset_path: b.jsonl\ndoc_to_text: q\n")
     write(tmp_path / "u.yaml", "include: two.yaml\ntask: u\n")
-    with pytest.raises(TaskConfigError, match="exactly one YAML document"):
+    with pytest.raises(TaskConfigError, match=r"holds several YAML documents; name one as two\.yaml::TASK"):
         load_specs(tmp_path / "u.yaml")
+    write(tmp_path / "u.yaml", "include: two.yaml::b\ntask: u\n")
+    (spec,) = load_specs(tmp_path / "u.yaml")
+    assert isinstance(spec, TaskSpec) and (spec.name, spec.dataset_path) == ("u", "b.jsonl")
+    write(tmp_path / "u.yaml", "include: two.yaml::c\ntask: u\n")
+    with pytest.raises(TaskConfigError, match="no task 'c' in 'two.yaml'"):
+        load_specs(tmp_path / "u.yaml")
+
+
+def test_doc_to_messages_taking_metadata_gets_the_yaml_metadata(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "data.jsonl", ROWS)
+    write(
+        tmp_path / "utils.py",
+        """\
+        def messages(doc, metadata=None):
+            return [{"role": "user", "content": f"{doc['question']} frames={metadata['num_frames']}"}]
+        """,
+    )
+    write(
+        tmp_path / "t.yaml",
+        """\
+        task: meta
+        dataset_path: data.jsonl
+        doc_to_messages: !function utils.messages
+        metadata: {num_frames: 16}
+        metric_list: [exact_match]
+        """,
+    )
+    task = load_task(tmp_path / "t.yaml")
+    assert task.request(task.doc("q0")).messages[0].text == "2+2 frames=16"
 
 
 # ---- !function -----------------------------------------------------------------------------
