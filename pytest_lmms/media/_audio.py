@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,3 +75,24 @@ def as_wav(media: MediaRef, sample_rate: int = 16000) -> bytes:
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return data
     return wav_bytes(decode_audio(media, sample_rate), sample_rate)
+
+
+def decoded_cell_bytes(value: Any) -> bytes | None:
+    """The bytes of a dataset cell ``datasets`` has already decoded, or None for other values.
+
+    ``datasets`` 4+ decodes audio (and video) columns to torchcodec decoders that keep the
+    file's bytes in ``_hf_encoded`` (sent unchanged); ``datasets`` 3 gives ``{"array",
+    "sampling_rate"}``, and a decoder without its file gives its samples: those are sent as
+    16-bit mono WAV (channels averaged).
+    """
+    encoded = getattr(value, "_hf_encoded", None)
+    if isinstance(encoded, Mapping) and encoded.get("bytes"):
+        return bytes(encoded["bytes"])
+    if isinstance(value, Mapping) and value.get("array") is not None and value.get("sampling_rate"):
+        samples = np.asarray(value["array"], dtype=np.float32)
+        return wav_bytes(samples if samples.ndim == 1 else samples.mean(axis=0), int(value["sampling_rate"]))
+    if hasattr(value, "get_all_samples"):
+        decoded = value.get_all_samples()
+        data = np.asarray(decoded.data.cpu().numpy(), dtype=np.float32)
+        return wav_bytes(data.mean(axis=0) if data.ndim > 1 else data, int(decoded.sample_rate))
+    return None

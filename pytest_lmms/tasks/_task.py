@@ -98,6 +98,12 @@ def to_media(value: Any, kind: str, folder: Path) -> MediaRef:
         return value
     if isinstance(value, (bytes, bytearray)):
         return MediaRef(kind, bytes(value))  # type: ignore[arg-type]
+    if kind != "image":  # audio / video cells that ``datasets`` decoded already
+        from pytest_lmms.media import decoded_cell_bytes
+
+        decoded = decoded_cell_bytes(value)
+        if decoded is not None:
+            return MediaRef(kind, decoded)  # type: ignore[arg-type]
     if isinstance(value, Mapping):  # HF Image/Audio columns: {"bytes": ..., "path": ...}
         if value.get("bytes"):
             return MediaRef(kind, bytes(value["bytes"]))  # type: ignore[arg-type]

@@ -413,7 +413,10 @@ def test_include_must_be_a_single_document_file_name(tmp_path: Path) -> None:
     write(tmp_path / "t.yaml", "include: [a.yaml]\ntask: t\n")
     with pytest.raises(TaskConfigError, match="field 'include': expected a file name"):
         load_specs(tmp_path / "t.yaml")
-    write(tmp_path / "two.yaml", "task: a\ndataset_path: a.jsonl\n---\ntask: b\ndataset_path: b.jsonl\ndoc_to_text: q\n")
+    write(
+        tmp_path / "two.yaml",
+        "task: a\ndataset_path: a.jsonl\n---\ntask: b\ndataset_path: b.jsonl\ndoc_to_text: q\n",
+    )
     write(tmp_path / "u.yaml", "include: two.yaml\ntask: u\n")
     with pytest.raises(TaskConfigError, match=r"holds several YAML documents; name one as two\.yaml::TASK"):
         load_specs(tmp_path / "u.yaml")
