@@ -14,12 +14,12 @@ variable, else ``$HF_HOME/egoschema``.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pytest_lmms.media import media_folder
+from pytest_lmms.scoring import seeded_choice
 
 NUM_FRAMES = 32  # lmms-eval leaves the count to the model; its video models default to 32
 ENV_DIR = "EGOSCHEMA_DIR"
@@ -30,10 +30,7 @@ PUNCTUATION = (",", ".", "!", "?", ";", ":", "'")
 
 
 def media_root(metadata: Mapping[str, Any] | None = None) -> Path:
-    configured = (metadata or {}).get("video_dir") or os.environ.get(ENV_DIR)
-    if configured:
-        return Path(str(configured)).expanduser()
-    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / CACHE_NAME
+    return media_folder(metadata, ENV_DIR, CACHE_NAME)
 
 
 def video_path(doc: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> Path:
@@ -83,8 +80,7 @@ def parse_multi_choice_response(response: str, index2ans: Mapping[str, str]) -> 
 
 
 def seeded_guess(doc: Mapping[str, Any], letters: Sequence[str]) -> str:
-    seed = hashlib.sha256(f"egoschema:{doc['question_idx']}".encode()).hexdigest()
-    return random.Random(seed).choice(list(letters))
+    return seeded_choice(f"egoschema:{doc['question_idx']}", letters)
 
 
 def answer_index(answer: Any) -> int:

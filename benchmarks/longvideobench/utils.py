@@ -14,13 +14,13 @@ else ``$HF_HOME/longvideobench``.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import random
 import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pytest_lmms.media import media_folder
+from pytest_lmms.scoring import seeded_choice
 
 NUM_FRAMES = 32  # lmms-eval leaves the count to the model; its video models default to 32
 ENV_DIR = "LONGVIDEOBENCH_DIR"
@@ -31,10 +31,7 @@ MISSING_OPTION = "N/A"
 
 
 def media_root(metadata: Mapping[str, Any] | None = None) -> Path:
-    configured = (metadata or {}).get("video_dir") or os.environ.get(ENV_DIR)
-    if configured:
-        return Path(str(configured)).expanduser()
-    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / CACHE_NAME
+    return media_folder(metadata, ENV_DIR, CACHE_NAME)
 
 
 def options(doc: Mapping[str, Any]) -> list[str]:
@@ -96,8 +93,7 @@ def parse_multi_choice_response(response: str, index2ans: Mapping[str, str]) -> 
 
 
 def seeded_guess(doc: Mapping[str, Any], letters: list[str]) -> str:
-    seed = hashlib.sha256(f"longvideobench:{doc['id']}".encode()).hexdigest()
-    return random.Random(seed).choice(letters)
+    return seeded_choice(f"longvideobench:{doc['id']}", letters)
 
 
 def predicted_letter(doc: Mapping[str, Any], response: str) -> str:

@@ -2,48 +2,39 @@
 
 Official code: MMMU-Benchmark/MMMU ``eval/eval_utils.py`` (``parse_multi_choice_response``,
 ``parse_open_response``, ``extract_numbers``, ``normalize_str``, ``eval_multi_choice``,
-``eval_open``) and ``eval/data_utils.py`` (``DOMAIN_CAT2SUB_CAT``). The prompt text is the one
-lmms-eval uses; images are interleaved at their ``<image n>`` placeholders. One change: when no
-option can be read from a multiple-choice answer, the official random pick is seeded from the
-question id (sha256), so a run scores the same every time.
+``eval_open``) and ``eval/data_utils.py`` (``DOMAIN_CAT2SUB_CAT``); the answer rules live in
+``pytest_lmms.scoring.mmmu`` (the official variant: no ``lenient_letters``, the official key
+phrases). The prompt text is the one lmms-eval uses; images are interleaved at their
+``<image n>`` placeholders. One change: when no option can be read from a multiple-choice
+answer, the official random pick is seeded from the question id (sha256), so a run scores the
+same every time.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
-import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+# the official answer rules; those only tests call are re-exported ("x as x") for them
+from pytest_lmms.scoring.mmmu import (
+    DISCIPLINES,
+    eval_open,
+    find_choice,
+    gold_answers,
+    parse_multi_choice,
+    parse_open_response,
+)
+from pytest_lmms.scoring.mmmu import extract_numbers as extract_numbers
+from pytest_lmms.scoring.mmmu import fallback_choice as fallback_choice
+from pytest_lmms.scoring.mmmu import key_subresponses as key_subresponses
+from pytest_lmms.scoring.mmmu import normalize_str as normalize_str
 
 MC_PROMPT = "Answer with the option's letter from the given choices directly."
 OPEN_PROMPT = "Answer the question using a single word or phrase."
 
-# the official DOMAIN_CAT2SUB_CAT: 6 disciplines, 30 subjects
-DISCIPLINES: dict[str, tuple[str, ...]] = {
-    "Art and Design": ("Art", "Art_Theory", "Design", "Music"),
-    "Business": ("Accounting", "Economics", "Finance", "Manage", "Marketing"),
-    "Science": ("Biology", "Chemistry", "Geography", "Math", "Physics"),
-    "Health and Medicine": (
-        "Basic_Medical_Science",
-        "Clinical_Medicine",
-        "Diagnostics_and_Laboratory_Medicine",
-        "Pharmacy",
-        "Public_Health",
-    ),
-    "Humanities and Social Science": ("History", "Literature", "Sociology", "Psychology"),
-    "Tech and Engineering": (
-        "Agriculture",
-        "Architecture_and_Engineering",
-        "Computer_Science",
-        "Electronics",
-        "Energy_and_Power",
-        "Materials",
-        "Mechanical_Engineering",
-    ),
-}
 DISCIPLINE_OF = {subject: discipline for discipline, subjects in DISCIPLINES.items() for subject in subjects}
 
 _PLACEHOLDER = re.compile(r"<image (\d+)>")
@@ -103,157 +94,6 @@ def doc_to_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"role": "user", "content": content}]
 
 
-# ---- multiple choice: the official parse_multi_choice_response --------------------------------
-
-_EDGE_PUNCTUATION = (",", ".", "!", "?", ";", ":", "'")
-
-
-def letters_for(options: Sequence[str]) -> list[str]:
-    return [chr(ord("A") + index) for index in range(len(options))]
-
-
-def find_choice(response: str, options: Sequence[str]) -> str | None:
-    """The option letter the official rules read in ``response``, or None (no random pick).
-
-    In order, the first rule with any candidate decides: a bracketed letter "(B)"; an
-    uppercase letter between spaces (the response is padded with one space at each end,
-    after stripping , . ! ? ; : ' from its ends, so "B." and "B" count); and, only when the
-    response has more than 5 whitespace tokens, an option's text inside it (case-insensitive).
-    Several candidates: the one occurring last in the response (the first listed on a tie).
-    """
-    letters = letters_for(options)
-    for char in _EDGE_PUNCTUATION:
-        response = response.strip(char)
-    padded = f" {response} "
-
-    bracketed = [letter for letter in letters if f"({letter})" in padded]
-    if bracketed:
-        return _last(bracketed, lambda letter: padded.rfind(f"({letter})"))
-    spaced = [letter for letter in letters if f" {letter} " in padded]
-    if spaced:
-        return _last(spaced, lambda letter: padded.rfind(f" {letter} "))
-    if len(padded.split()) > 5:
-        lowered = padded.lower()
-        text_of = dict(zip(letters, options, strict=True))
-        named = [letter for letter in letters if text_of[letter].lower() in lowered]
-        if named:
-            return _last(named, lambda letter: lowered.rfind(text_of[letter].lower()))
-    return None
-
-
-def _last(candidates: list[str], position: Callable[[str], int]) -> str:
-    # max() keeps the first of equal positions, as the official np.argmax does
-    return max(candidates, key=position)
-
-
-def fallback_choice(doc_id: str, options: Sequence[str]) -> str:
-    """The official code's random pick, seeded from sha256 of the question id (not hash(),
-    which changes with PYTHONHASHSEED): the same id always gets the same letter."""
-    seed = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
-    return random.Random(seed).choice(letters_for(options))
-
-
-def parse_multi_choice(response: str, options: Sequence[str], doc_id: str) -> str | None:
-    """The option letter for ``response``; the seeded pick when the rules find none. None
-    only for a question without options."""
-    if not options:
-        return None
-    return find_choice(response, options) or fallback_choice(doc_id, options)
-
-
-# ---- open questions: the official parse_open_response and eval_open ---------------------------
-
-_NUMBER_WITH_COMMAS = re.compile(r"-?\b\d{1,3}(?:,\d{3})+\b")
-_NUMBER_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
-_NUMBER_SIMPLE = re.compile(r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])")
-_KEY_INDICATORS = ("could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result ")
-_TRIVIAL_TAILS = {":", ",", ".", "!", "?", ";", "'"}
-
-
-def extract_numbers(text: str) -> list[str]:
-    """Every number written in ``text``, as the official three patterns find them, in their
-    order: with thousands separators ("1,000"), in scientific notation ("1.2e-3"), plain
-    ("3.50", "-2", ".5"). A fraction "1/2" gives its two integers, not 0.5."""
-    return _NUMBER_WITH_COMMAS.findall(text) + _NUMBER_SCIENTIFIC.findall(text) + _NUMBER_SIMPLE.findall(text)
-
-
-def _as_number(text: str) -> float | None:
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return None
-
-
-def normalize_str(text: str) -> list[str | float]:
-    """The official normalize_str: a number (commas dropped) rounded to 2 decimals, else the
-    lower-cased text; a one-character text as " x" and "x " so it matches only a whole word."""
-    text = text.strip()
-    number = _as_number(text)
-    if number is not None:
-        return [round(number, 2)]
-    lowered = text.lower()
-    if len(lowered) == 1:
-        return [" " + lowered, lowered + " "]
-    return [lowered]
-
-
-def key_subresponses(response: str) -> list[str]:
-    """The official get_key_subresponses: per line, the shortest tail after an indicator
-    ("is ", "answer ", "therefore ", ... and "=" on the last line); the whole lower-cased
-    response when no line has one. The official code lower-cases before splitting, so its
-    sentence split (". " before a capital) never fires and only newlines split."""
-    text = response.strip().strip(".").lower()
-    pieces = re.split(r"\.\s(?=[A-Z])|\n", text)
-    keys = []
-    for index, piece in enumerate(pieces):
-        indicators = _KEY_INDICATORS + ("=",) if index == len(pieces) - 1 else _KEY_INDICATORS
-        shortest: str | None = None
-        for indicator in indicators:
-            if indicator in piece:
-                tail = piece.split(indicator)[-1].strip()
-                if not shortest or len(tail) < len(shortest):
-                    shortest = tail
-        if shortest and shortest.strip() not in _TRIVIAL_TAILS:
-            keys.append(shortest)
-    return keys or [text]
-
-
-def parse_open_response(response: str) -> list[str | float]:
-    """The official candidate answers: the key tails and the numbers in them, normalized."""
-    keys = key_subresponses(response)
-    candidates = keys + [number for key in keys for number in extract_numbers(key)]
-    normalized = [value for candidate in candidates for value in normalize_str(candidate)]
-    return list(dict.fromkeys(normalized))
-
-
-def gold_answers(answer: Any) -> list[str]:
-    """The accepted answers: the dataset writes several as a list literal, "['24', '24.0']"."""
-    if isinstance(answer, (list, tuple)):
-        return [str(item).strip() for item in answer]
-    text = str(answer).strip()
-    if text.startswith("[") and text.endswith("]"):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, list):
-            return [str(item).strip() for item in value]
-    return [text]
-
-
-def open_correct(golds: Sequence[str], predictions: Sequence[str | float]) -> bool:
-    """The official eval_open: a numeric prediction must equal a numeric gold (both rounded
-    to 2 decimals); a text prediction is right when a text gold occurs inside it."""
-    accepted = [value for gold in golds for value in normalize_str(gold)]
-    for prediction in predictions:
-        if isinstance(prediction, str):
-            if any(isinstance(gold, str) and gold in prediction for gold in accepted):
-                return True
-        elif prediction in accepted:
-            return True
-    return False
-
-
 # ---- scoring --------------------------------------------------------------------------------
 
 
@@ -261,7 +101,7 @@ def is_correct(doc: dict[str, Any], response: str) -> bool:
     golds = gold_answers(doc["answer"])
     if is_multiple_choice(doc):
         return parse_multi_choice(response, options_of(doc), str(doc["id"])) in golds
-    return open_correct(golds, parse_open_response(response))
+    return eval_open(golds, parse_open_response(response))
 
 
 def subject_of(question_id: str) -> str:

@@ -13,12 +13,12 @@ root is ``metadata.video_dir`` (the YAML metadata, handed to doc_to_messages), e
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_lmms.media import media_folder
 from pytest_lmms.types import VideoSampling
 
 NUM_FRAMES = 32  # lmms-eval's frame_num for Video-MME with subtitles
@@ -73,10 +73,7 @@ TASK_TYPES = (
 
 
 def media_root(metadata: Mapping[str, Any] | None = None) -> Path:
-    configured = (metadata or {}).get("video_dir") or os.environ.get(ENV_DIR)
-    if configured:
-        return Path(str(configured)).expanduser()
-    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / CACHE_NAME
+    return media_folder(metadata, ENV_DIR, CACHE_NAME)
 
 
 def video_path(doc: Mapping[str, Any], metadata: Mapping[str, Any] | None = None) -> Path:

@@ -1,6 +1,7 @@
 """Media: video frame sampling and decoding (torchcodec, PyAV), the frame cache, audio."""
 
 from pytest_lmms.media._audio import Samples, as_wav, decode_audio, decoded_cell_bytes, wav_bytes
+from pytest_lmms.media._folders import media_folder
 from pytest_lmms.media._lance import LanceError, LanceMediaStore, MediaEntry, PackSummary, pack
 from pytest_lmms.media._prefetch import MediaPrefetcher
 from pytest_lmms.media._video import (
@@ -21,6 +22,7 @@ __all__ = [
     "decode_audio",
     "decoded_cell_bytes",
     "wav_bytes",
+    "media_folder",
     "LanceError",
     "LanceMediaStore",
     "MediaEntry",

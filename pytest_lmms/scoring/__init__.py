@@ -14,6 +14,7 @@ from pytest_lmms.scoring._metrics import (
     get_metric,
     metric,
     normalize_answer,
+    seeded_choice,
 )
 from pytest_lmms.scoring._reasoning import (
     DEFAULT_REASONING_TAGS,
@@ -41,6 +42,7 @@ __all__ = [
     "normalize_basic",
     "normalize_english",
     "parse_reasoning_tags",
+    "seeded_choice",
     "standardize_numbers",
     "standardize_spellings",
     "strip_reasoning",

@@ -1,13 +1,16 @@
-"""Metric registry, answer normalization, option-letter extraction and the built-in metrics."""
+"""Metric registry, answer normalization, option-letter extraction, the seeded fallback pick and
+the built-in metrics."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
+import random
 import re
 import string
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 Metric = Callable[..., float]
 """A metric: ``fn(prediction: str, target: Any, **kwargs) -> float``."""
@@ -196,6 +199,26 @@ def _choice_count(n_choices: int | None, choices: Sequence[str] | None) -> int:
             raise ValueError(f"choices must hold between 1 and 26 options, got {len(choices)}")
         return len(choices)
     return 26
+
+
+def seeded_choice(key: str, choices: Sequence[str], *, digest_seed: Literal["hex", "int64"] = "hex") -> str:
+    """A pick from ``choices`` that depends only on ``key``: the "choose at random when no
+    answer is found" of MMMU-style parsers, made repeatable.
+
+    ``random.Random`` is seeded from the sha256 of ``key`` (UTF-8), never from ``hash()``,
+    which changes with PYTHONHASHSEED. ``digest_seed`` says how the digest becomes the seed:
+    ``"hex"`` its hex string (EgoSchema, LongVideoBench), ``"int64"`` the big-endian integer
+    of its first 8 bytes (MMMU). The two give different picks; each benchmark keeps the one
+    its tests pin. Empty ``choices`` raise ``IndexError``, as ``random.choice`` does.
+    """
+    digest = hashlib.sha256(key.encode("utf-8"))
+    if digest_seed == "hex":
+        seed: int | str = digest.hexdigest()
+    elif digest_seed == "int64":
+        seed = int.from_bytes(digest.digest()[:8], "big")
+    else:
+        raise ValueError(f"digest_seed must be 'hex' or 'int64', got {digest_seed!r}")
+    return random.Random(seed).choice(choices)
 
 
 # --- numbers -------------------------------------------------------------------------------

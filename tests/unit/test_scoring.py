@@ -33,15 +33,28 @@ def test_public_api_is_explicit() -> None:
     assert sorted(scoring.__all__) == sorted(
         [
             "DEFAULT_REASONING_TAGS",
+            "Judge",
+            "JudgeError",
+            "JudgePrompt",
             "Metric",
+            "WordAlignment",
+            "align_words",
             "available_metrics",
+            "corpus_wer",
             "extract_choice",
             "extract_number",
             "get_metric",
             "metric",
             "normalize_answer",
+            "normalize_basic",
+            "normalize_english",
             "parse_reasoning_tags",
+            "seeded_choice",
+            "standardize_numbers",
+            "standardize_spellings",
             "strip_reasoning",
+            "word_error_rate",
+            "word_errors",
         ]
     )
     for name in scoring.__all__:
