@@ -7,6 +7,10 @@ once, when the first sample of the task runs (a Lance source takes one row per `
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,6 +167,8 @@ class HFSource(Source):
 
     def dataset(self) -> Any:
         if self._dataset is None:
+            if self.folder is None:
+                use_offline_hub_when_unreachable()
             import datasets
 
             if self.folder is not None:
@@ -190,6 +196,52 @@ class HFSource(Source):
 
     def _read_rows(self) -> list[dict[str, Any]]:
         return [dict(row) for row in self.dataset()]
+
+
+_HUB_PROBE: dict[str, str | None] = {}
+
+
+def hub_unreachable_reason(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached, or None if it can:
+    one TCP connect per process, so a machine without network learns it in seconds, not
+    after the hub client's retries (about 25 s per dataset)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _HUB_PROBE:
+        parsed = urllib.parse.urlsplit(endpoint)
+        host = parsed.hostname or "huggingface.co"
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                _HUB_PROBE[endpoint] = None
+        except OSError as exc:
+            _HUB_PROBE[endpoint] = f"{host}:{port}: {exc or type(exc).__name__}"
+    return _HUB_PROBE[endpoint]
+
+
+def use_offline_hub_when_unreachable() -> None:
+    """Switch the hub client to offline mode (local cache only) when the hub cannot be
+    reached, unless the user set HF_HUB_OFFLINE either way."""
+    if os.environ.get("HF_HUB_OFFLINE") is not None:
+        return
+    reason = hub_unreachable_reason()
+    if reason is None:
+        return
+    import warnings
+
+    warnings.warn(
+        f"the Hugging Face hub is unreachable ({reason}): datasets load from the local cache only "
+        "(HF_HUB_OFFLINE=1)",
+        stacklevel=2,
+    )
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    # the clients read the variable at import: tell the ones already imported
+    for module_name, attribute in (
+        ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+        ("datasets.config", "HF_HUB_OFFLINE"),
+    ):
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attribute):
+            setattr(module, attribute, True)
 
 
 class FolderSource(Source):

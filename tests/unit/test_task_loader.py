@@ -1347,3 +1347,32 @@ def test_process_results_taking_a_judge_gets_it(tmp_path: Path) -> None:
     plain = load_task(tmp_path / "t.yaml")
     assert not plain.uses_judge
     assert plain.score(doc, "4", judge=object()) == {"acc": 1.0}
+
+
+def test_an_unreachable_hub_switches_to_the_local_cache_with_a_warning(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write(tmp_path / "t.yaml", "task: hubbed\ndataset_path: someone/not-here\ndoc_to_text: q\n")
+    script = textwrap.dedent(
+        f"""\
+        import os, warnings
+        from pytest_lmms.tasks import DatasetError, load_task
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                load_task({str(tmp_path / "t.yaml")!r}).doc_ids()
+            except DatasetError as exc:
+                print("ERROR", exc)
+        print("WARN", *[str(w.message) for w in caught])
+        print("OFFLINE", os.environ.get("HF_HUB_OFFLINE"))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:1", HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "ERROR" in out and "t.yaml: task 'hubbed': dataset_path 'someone/not-here'" in out
+    assert "the Hugging Face hub is unreachable (127.0.0.1:1:" in out
+    assert "OFFLINE 1" in out
