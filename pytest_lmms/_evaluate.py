@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+RUN_DIR_VARIABLE = "PYTEST_LMMS_RUN_DIR"
+# keyword options whose flag has no --lmms- prefix
+_UNPREFIXED = {
+    "judge_model": "--judge-model",
+    "judge_model_args": "--judge-model-args",
+    "baseline": "--baseline",
+    "baseline_model": "--baseline-model",
+    "baseline_model_args": "--baseline-model-args",
+}
 
 
 class _Capture:
@@ -36,7 +47,8 @@ def evaluate(
     """Evaluate ``model`` on ``tasks`` (names, groups or globs found under ``paths``).
 
     Returns the results dict that is also written to results.json. Extra keyword options
-    map to ``--lmms-<name>`` flags (``seed=1`` -> ``--lmms-seed=1``). ``cache=False``
+    map to ``--lmms-<name>`` flags (``seed=1`` -> ``--lmms-seed=1``; ``judge_model``,
+    ``baseline`` and ``baseline_model`` to their own flags). ``cache=False``
     disables the response cache; a path selects its directory. Raises RuntimeError when
     the session fails before producing results (for example a usage error), and ValueError
     for an unknown backend.
@@ -59,10 +71,18 @@ def evaluate(
     if output is not None:
         args.append(f"--lmms-output={output}")
     for name, value in options.items():
-        args.append(f"--lmms-{name.replace('_', '-')}={value}")
+        flag = _UNPREFIXED.get(name, f"--lmms-{name.replace('_', '-')}")
+        args.append(f"{flag}={value}")
     args += list(pytest_args)
     capture = _Capture()
-    exit_code = pytest.main(args, plugins=[capture])
+    run_dir = os.environ.get(RUN_DIR_VARIABLE)
+    try:
+        exit_code = pytest.main(args, plugins=[capture])
+    finally:  # the session points backends at its run folder: not the caller's business after
+        if run_dir is None:
+            os.environ.pop(RUN_DIR_VARIABLE, None)
+        else:
+            os.environ[RUN_DIR_VARIABLE] = run_dir
     if capture.results is None:
         raise RuntimeError(f"pytest-lmms session produced no results (pytest exit code {int(exit_code)})")
     return {**capture.results, "exit_code": int(exit_code)}

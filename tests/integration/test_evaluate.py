@@ -108,3 +108,16 @@ def test_unknown_task_is_a_runtime_error_with_the_usage_exit_code(
         run(tmp_path, tasks=["shapes_colour"])
     assert "no task or group matches 'shapes_colour'" in capsys.readouterr().err
     assert run_dirs(tmp_path) == []
+
+
+def test_evaluate_maps_judge_and_baseline_keywords_and_restores_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("PYTEST_LMMS_RUN_DIR", raising=False)
+    result = run(tmp_path, tasks=["shapes_color"], limit=2, judge_model="random:1", baseline_model="random:2")
+    assert result["config"]["judge_model"] == "random:1"
+    assert result["config"]["baseline_model"] == "random:2"
+    assert result["comparison"]["baseline_model"] == "random:2"
+    assert "PYTEST_LMMS_RUN_DIR" not in os.environ
