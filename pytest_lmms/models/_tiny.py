@@ -3,7 +3,8 @@
 ``tiny_model_path()`` gives every machine the same small vision-language model without a
 download, so the ``hf`` backend, the engine and the offline suites run anywhere, fast. Its
 answers are noise: it exists to exercise the real code path (chat template, image
-processing, left-padded batching, ``generate``), not to score well.
+processing, left-padded batching, ``generate``), not to score well. ``build_tiny_qwen2_audio(directory)`` writes a tiny Qwen2-Audio the same
+way, for the tests of audio inputs (it is not cached and has no alias).
 
 The build is deterministic. The tokenizer is a byte-level BPE trained with ``tokenizers``
 on a generated corpus; the weights come from a fixed torch seed. It is written into a
@@ -117,7 +118,21 @@ def training_corpus() -> list[str]:
     return sentences
 
 
-def _train_tokenizer():  # -> transformers.PreTrainedTokenizerFast
+_VISION_TOKEN_ROLES = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "vision_bos_token": "<|vision_start|>",
+    "vision_eos_token": "<|vision_end|>",
+}
+
+
+def _train_tokenizer(
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS,
+    token_roles: dict[str, str] | None = None,
+    chat_template: str | None = CHAT_TEMPLATE,
+):  # -> transformers.PreTrainedTokenizerFast
+    """A byte-level BPE trained on ``training_corpus()``; ``token_roles`` names the special
+    tokens a processor looks up on its tokenizer (``image_token``, ``audio_token``...)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -126,7 +141,7 @@ def _train_tokenizer():  # -> transformers.PreTrainedTokenizerFast
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -136,14 +151,10 @@ def _train_tokenizer():  # -> transformers.PreTrainedTokenizerFast
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         padding_side="left",
-        extra_special_tokens={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_bos_token": "<|vision_start|>",
-            "vision_eos_token": "<|vision_end|>",
-        },
+        extra_special_tokens=dict(_VISION_TOKEN_ROLES if token_roles is None else token_roles),
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     return tokenizer
 
 
@@ -225,6 +236,102 @@ def build_tiny_qwen2_vl(directory: Path) -> Path:
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
     )
     processor.save_pretrained(directory)
+    return directory
+
+
+AUDIO_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|audio_bos|>",
+    "<|audio_eos|>",
+    "<|AUDIO|>",
+)
+AUDIO_SAMPLING_RATE = 16000
+# One second of audio per clip (Qwen2-Audio's real extractor keeps 30 s): 100 mel frames,
+# which the encoder's stride-2 convolution turns into 50 positions.
+AUDIO_CHUNK_SECONDS = 1
+AUDIO_MEL_BINS = 32
+
+
+def build_tiny_qwen2_audio(directory: Path) -> Path:
+    """Write a tiny, randomly initialised Qwen2-Audio into ``directory`` (not cached).
+
+    What it needs to load and generate (found by building it, transformers 5.x):
+
+    - the tokenizer holds ``<|AUDIO|>``, ``<|audio_bos|>`` and ``<|audio_eos|>``, named as
+      its ``audio_token``, ``audio_bos_token`` and ``audio_eos_token``; the config's
+      ``audio_token_index`` is the id of ``<|AUDIO|>`` (the processor expands each into one
+      token per encoder output frame, and the model scatters the audio features there);
+    - the encoder checks its input is exactly ``2 * max_source_positions`` mel frames: the
+      feature extractor's ``nb_max_frames`` (``chunk_length * sampling_rate / hop_length``),
+      since Qwen2-Audio's processor always pads clips to the extractor's full window;
+      ``num_mel_bins`` equals the extractor's ``feature_size``;
+    - the processor's chat template is its built-in default (Qwen2-Audio-Instruct's).
+    """
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(
+        AUDIO_SPECIAL_TOKENS,
+        {
+            "audio_token": "<|AUDIO|>",
+            "audio_bos_token": "<|audio_bos|>",
+            "audio_eos_token": "<|audio_eos|>",
+        },
+        chat_template=None,
+    )
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=AUDIO_MEL_BINS,
+        sampling_rate=AUDIO_SAMPLING_RATE,
+        chunk_length=AUDIO_CHUNK_SECONDS,
+        return_attention_mask=True,
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in AUDIO_SPECIAL_TOKENS}
+    config = Qwen2AudioConfig(
+        audio_config={
+            "model_type": "qwen2_audio_encoder",
+            "d_model": 32,
+            "encoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "num_mel_bins": AUDIO_MEL_BINS,
+            "max_source_positions": feature_extractor.nb_max_frames // 2,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        audio_token_index=ids["<|AUDIO|>"],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = Qwen2AudioForConditionalGeneration(config).float().eval()
+    model.generation_config = GenerationConfig(
+        do_sample=False,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    model.save_pretrained(directory, safe_serialization=True)
+    Qwen2AudioProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
 
 

@@ -2,22 +2,29 @@
 
 ``MODEL_ID`` is a local directory, a Hugging Face hub id, or ``tiny-qwen2-vl`` (also an
 empty id) for the embedded tiny model built locally by ``pytest_lmms.models._tiny``.
-Vision-language models load with ``AutoProcessor`` + ``AutoModelForImageTextToText``;
-text-only models fall back to ``AutoTokenizer`` + ``AutoModelForCausalLM``. Which class is
-used is decided by the checkpoint's own config, never by its name.
+Multimodal models load with ``AutoProcessor`` + ``AutoModelForImageTextToText`` (or, for
+audio-language models such as Qwen2-Audio, ``AutoModelForMultimodalLM``); text-only models
+fall back to ``AutoTokenizer`` + ``AutoModelForCausalLM``. Which class is used is decided by
+the checkpoint's own config, never by its name.
 
 torch and transformers are imported lazily: importing this module, constructing the
 backend and computing its ``identity()`` never import torch (except to build the tiny
 model the first time it is asked for); the model loads on the first ``generate``.
 
-Only ``kind="generate"`` requests with text and image parts are supported for now:
-Video parts are given to the model as their sampled frames (images). ``loglikelihood``
-and ``agentic`` requests, and audio parts, get a ``NotImplementedError`` in their slot.
+Only ``kind="generate"`` requests are supported for now; ``loglikelihood`` and ``agentic``
+requests get a ``NotImplementedError`` in their slot. Video parts are given to the model as
+their sampled frames (images). Audio parts are decoded to mono float32 at the sampling rate
+of the processor's feature extractor and handed to its chat template in order; what the
+model sees of a long clip is its feature extractor's business (Whisper-style extractors
+keep the first 30 s). Which inputs a model takes is read from its processor (an image
+processor; an audio feature extractor and an ``audio`` argument); a part the model cannot
+take fails its own request with a ``ValueError`` naming the model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import threading
@@ -180,6 +187,7 @@ class HFBackend:
         self._tokenizer: Any = None
         self._device: Any = None
         self._takes_images = False
+        self._audio_sampling_rate: int | None = None  # None: the model takes no audio
 
     # -- identity ---------------------------------------------------------------------
 
@@ -241,13 +249,7 @@ class HFBackend:
         if self._model is not None:
             return
         import torch
-        from transformers import (
-            AutoModelForCausalLM,
-            AutoModelForImageTextToText,
-            AutoProcessor,
-            AutoTokenizer,
-            PreTrainedTokenizerBase,
-        )
+        from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
         source = self._path_or_id()
         common: dict[str, Any] = {
@@ -273,10 +275,7 @@ class HFBackend:
         model_kwargs["dtype"] = "auto" if self.args.dtype == "auto" else getattr(torch, self.args.dtype)
         if self.args.attn_implementation is not None:
             model_kwargs["attn_implementation"] = self.args.attn_implementation
-        try:
-            model = AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
-        except ValueError:  # the config maps to no image-text-to-text class: text-only
-            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+        model = _load_model(source, model_kwargs)
 
         device = self.args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._device = torch.device(device)
@@ -284,6 +283,7 @@ class HFBackend:
         self._processor = processor
         self._tokenizer = tokenizer
         self._takes_images = hasattr(processor, "image_processor")
+        self._audio_sampling_rate = audio_sampling_rate(processor)
 
     def close(self) -> None:
         """Free the model (it loads again on the next ``generate``)."""
@@ -330,10 +330,31 @@ class HFBackend:
         encoded = self._encode([conversation])
         return _Prepared(index, request, conversation, int(encoded["input_ids"].shape[1]))
 
+    def model_inputs(self, request: Request) -> Any:
+        """The tensors ``generate`` gives the model for ``request`` alone (a ``BatchFeature``
+        or ``BatchEncoding``): to check a prompt's rendering or its media features."""
+        with self._lock:
+            self._ensure_loaded()
+            return self._encode([self._conversation(request)])
+
+    def _is_multimodal(self) -> bool:
+        # A text-only model's "processor" is its tokenizer.
+        return self._processor is not self._tokenizer
+
+    def _check_input_kinds(self, request: Request) -> None:
+        takes = {"image": self._takes_images, "video": self._takes_images}
+        takes["audio"] = self._audio_sampling_rate is not None
+        for message in request.messages:
+            for part in message.content:
+                if isinstance(part, MediaPart) and not takes.get(part.type, False):
+                    raise ValueError(
+                        f"hf backend: {self.model_id} takes no {part.type} input, but "
+                        f"{request.task}/{request.doc_id} has a {part.type} part"
+                    )
+
     def _conversation(self, request: Request) -> list[dict[str, Any]]:
-        if not self._takes_images:
-            if request.media:
-                raise ValueError(f"{self.model_id} is a text-only model; this request has media")
+        self._check_input_kinds(request)
+        if not self._is_multimodal():
             return [{"role": m.role, "content": m.text} for m in request.messages]
         conversation: list[dict[str, Any]] = []
         for message in request.messages:
@@ -341,17 +362,20 @@ class HFBackend:
             for part in message.content:
                 if isinstance(part, TextPart):
                     content.append({"type": "text", "text": part.text})
-                elif isinstance(part, MediaPart) and part.type == "image":
+                elif part.type == "image":
                     content.append({"type": "image", "image": _load_image(part, request)})
-                elif isinstance(part, MediaPart) and part.type == "video":
+                elif part.type == "video":
                     # sampled frames as images: works with any image model, and the
                     # processor needs no video support (none without torchvision here)
                     from pytest_lmms.media import video_as_images
 
                     for frame in video_as_images(part):
                         content.append({"type": "image", "image": _load_image(frame, request)})
+                elif part.type == "audio" and self._audio_sampling_rate is not None:
+                    samples = _load_audio(part, request, self._audio_sampling_rate)
+                    content.append({"type": "audio", "audio": samples})
                 else:
-                    raise NotImplementedError(f"hf backend does not take {part.type} parts yet")
+                    raise ValueError(f"hf backend: unknown part type {part.type!r}")
             conversation.append({"role": message.role, "content": content})
         return conversation
 
@@ -369,7 +393,7 @@ class HFBackend:
             "return_dict": True,
             "return_tensors": "pt",
         }
-        if self._takes_images:
+        if self._is_multimodal():
             kwargs["processor_kwargs"] = {"padding": True}
         else:
             kwargs["padding"] = True
@@ -418,8 +442,9 @@ class HFBackend:
         started = time.perf_counter()
         inputs = self._encode([item.conversation for item in batch])
         inputs = inputs.to(self._device)
-        if self._takes_images:
-            # Floating inputs (pixel values) in the model's dtype; ids and masks stay ints.
+        if self._is_multimodal():
+            # Floating inputs (pixel values, audio features) in the model's dtype; ids and
+            # masks stay ints.
             inputs = inputs.to(self._model.dtype)
         prompt_length = int(inputs["input_ids"].shape[1])
         kwargs: dict[str, Any] = {
@@ -470,6 +495,49 @@ class HFBackend:
         # Finished rows of a batch are filled with padding.
         ids.add(self._tokenizer.pad_token_id)
         return ids
+
+
+def _load_model(source: str, model_kwargs: dict[str, Any]) -> Any:
+    """The generating model class the checkpoint's config maps to: image-text-to-text, then
+    any multimodal LM (audio-language models), then a plain causal LM."""
+    import transformers
+
+    # AutoModelForMultimodalLM is new in transformers 5.
+    multimodal = getattr(transformers, "AutoModelForMultimodalLM", None)
+    for auto_class in (transformers.AutoModelForImageTextToText, multimodal):
+        if auto_class is None:
+            continue
+        try:
+            return auto_class.from_pretrained(source, **model_kwargs)
+        except ValueError:  # the config maps to no class of this kind
+            continue
+    return transformers.AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
+
+
+def audio_sampling_rate(processor: Any) -> int | None:
+    """The sampling rate ``processor`` wants audio at, or None when it takes no audio.
+
+    A processor takes audio when it holds an audio feature extractor with a sampling rate
+    and its ``__call__`` accepts audio (``audio=``, or ``audios=`` in older transformers).
+    """
+    extractor = getattr(processor, "audio_processor", None) or getattr(processor, "feature_extractor", None)
+    rate = getattr(extractor, "sampling_rate", None)
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+        return None
+    try:
+        parameters = inspect.signature(type(processor).__call__).parameters
+    except (TypeError, ValueError):
+        return None
+    return rate if "audio" in parameters or "audios" in parameters else None
+
+
+def _load_audio(part: MediaPart, request: Request, sampling_rate: int) -> Any:
+    from pytest_lmms.media import decode_audio
+
+    try:
+        return decode_audio(part.media, sample_rate=sampling_rate)
+    except Exception as exc:
+        raise ValueError(f"cannot read the audio of {request.task}/{request.doc_id}: {exc}") from exc
 
 
 def _load_image(part: MediaPart, request: Request) -> Any:

@@ -308,3 +308,159 @@ def test_text_only_models_load_with_tokenizer_and_causal_lm(tiny_dir: Path, tmp_
         assert text_lm.identity()["model"] == tmp_path.name
     finally:
         text_lm.close()
+
+
+# -- audio: a tiny Qwen2-Audio built from a config ------------------------------------------
+
+AUDIO_TOKEN = "<|AUDIO|>"
+
+
+def wav(frequency: float, seconds: float, sample_rate: int = 16000) -> bytes:
+    """A 16-bit mono WAV of a sine tone."""
+    import wave
+
+    import numpy as np
+
+    times = np.arange(int(seconds * sample_rate)) / sample_rate
+    pcm = (0.5 * np.sin(2 * np.pi * frequency * times) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def audio_request(doc_id: str, text: str, clip: bytes, gen: GenParams = GREEDY) -> Request:
+    parts = (MediaPart(MediaRef("audio", clip), "audio"), TextPart(text))
+    return Request(task="tiny-audio", doc_id=doc_id, messages=(Message("user", parts),), gen=gen)
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_dir(lmms_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pytest_lmms.models._tiny import build_tiny_qwen2_audio
+
+    return build_tiny_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio"))
+
+
+@pytest.fixture(scope="session")
+def audio_backend(tiny_audio_dir: Path) -> Iterator[HFBackend]:
+    hf = HFBackend(str(tiny_audio_dir), batch_size="8")
+    yield hf
+    hf.close()
+
+
+def audio_token_count(hf: HFBackend, prompt: Request) -> int:
+    inputs = hf.model_inputs(prompt)
+    token_id = hf._tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    return int((inputs["input_ids"] == token_id).sum())
+
+
+def test_an_audio_request_returns_text(audio_backend: HFBackend) -> None:
+    [result] = audio_backend.generate([audio_request("tone", "What is this sound?", wav(440, 0.5))])
+    assert isinstance(result, Response)
+    assert isinstance(result.text, str)
+    assert result.output_tokens is not None and 0 < result.output_tokens <= GREEDY.max_new_tokens
+    assert result.input_tokens is not None and result.input_tokens > 12
+
+
+@pytest.mark.parametrize(
+    ("seconds", "sample_rate", "expected"),
+    [
+        # mel frames = samples / 160 (at 16 kHz); tokens = ((frames - 1) // 2 + 1 - 2) // 2 + 1
+        (0.5, 16000, 12),  # 50 frames -> 25 -> 12
+        (0.5, 8000, 12),  # decoded at the extractor's 16 kHz: the same 50 frames
+        (0.25, 16000, 6),  # 25 frames -> 13 -> 6
+        (3.0, 16000, 25),  # the extractor keeps its 1 s window: 100 frames -> 50 -> 25
+    ],
+)
+def test_audio_placeholders_follow_the_clip_length_at_the_extractor_rate(
+    audio_backend: HFBackend, seconds: float, sample_rate: int, expected: int
+) -> None:
+    prompt = audio_request("tone", "Listen.", wav(440, seconds, sample_rate))
+    assert audio_token_count(audio_backend, prompt) == expected
+
+
+def test_the_audio_hash_keys_the_cache_and_the_clip_reaches_the_features(
+    audio_backend: HFBackend,
+) -> None:
+    import hashlib
+
+    import torch
+
+    from pytest_lmms.cache import cache_key
+
+    low, high = wav(220, 0.5), wav(880, 0.5)
+    low_request = audio_request("clip", "What is this sound?", low)
+    high_request = audio_request("clip", "What is this sound?", high)
+    [part] = low_request.canonical()["messages"][0]["content"][:1]
+    assert part == {"type": "audio", "sha256": hashlib.sha256(low).hexdigest()}
+    identity = audio_backend.identity()
+    assert cache_key(identity, low_request) != cache_key(identity, high_request)
+    assert cache_key(identity, low_request) == cache_key(
+        identity, audio_request("clip", "What is this sound?", low)
+    )
+
+    low_features = audio_backend.model_inputs(low_request)["input_features"]
+    high_features = audio_backend.model_inputs(high_request)["input_features"]
+    assert low_features.shape == high_features.shape == (1, 32, 100)
+    assert not torch.equal(low_features, high_features)
+    assert torch.equal(low_features, audio_backend.model_inputs(low_request)["input_features"])
+
+
+def test_a_batch_mixing_audio_and_text_equals_one_at_a_time(audio_backend: HFBackend) -> None:
+    prompts = [
+        audio_request("low", "What is this sound?", wav(220, 0.5)),
+        request("text", "Answer with the option's letter. (A) one (B) two"),
+        audio_request("high", "Describe the sound.", wav(880, 0.25)),
+    ]
+    batched = audio_backend.generate(prompts)
+    alone = [audio_backend.generate([p])[0] for p in prompts]
+    assert texts(batched) == texts(alone)
+    assert [r.input_tokens for r in batched] == [r.input_tokens for r in alone]  # type: ignore[union-attr]
+
+
+def test_a_bad_audio_or_an_image_fails_only_its_own_request(audio_backend: HFBackend) -> None:
+    good = audio_request("good", "What is this sound?", wav(440, 0.5))
+    broken = audio_request("broken", "What is this sound?", b"definitely not audio")
+    image = request("picture", "What colour is the circle?", png((200, 30, 30), "circle"))
+    results = audio_backend.generate([good, broken, image])
+    assert isinstance(results[1], ValueError)
+    assert "tiny-audio/broken" in str(results[1])
+    assert isinstance(results[2], ValueError)
+    assert "takes no image input" in str(results[2]) and "tiny/picture" in str(results[2])
+    assert texts(results[:1]) == texts(audio_backend.generate([good]))
+
+
+def test_models_without_audio_fail_audio_requests_clearly(backend: HFBackend) -> None:
+    clip = audio_request("speech", "What is this sound?", wav(440, 0.5))
+    results = backend.generate([clip, request("text", "Hi")])
+    assert isinstance(results[0], ValueError)
+    message = str(results[0])
+    assert "tiny-qwen2-vl takes no audio input" in message and "tiny-audio/speech" in message
+    assert isinstance(results[1], Response)
+
+
+def test_audio_support_is_read_from_the_processor(tiny_audio_dir: Path, tiny_dir: Path) -> None:
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from pytest_lmms.models.hf import audio_sampling_rate
+
+    assert audio_sampling_rate(AutoProcessor.from_pretrained(tiny_audio_dir)) == 16000
+    assert audio_sampling_rate(AutoProcessor.from_pretrained(tiny_dir)) is None
+    assert audio_sampling_rate(AutoTokenizer.from_pretrained(tiny_dir)) is None
+
+    class Extractor:
+        sampling_rate = 16000
+
+    class NoAudioArgument:
+        feature_extractor = Extractor()
+
+        def __call__(self, text: str) -> None: ...
+
+    class OldAudiosArgument(NoAudioArgument):
+        def __call__(self, text: str, audios: object = None) -> None: ...  # type: ignore[override]
+
+    assert audio_sampling_rate(NoAudioArgument()) is None
+    assert audio_sampling_rate(OldAudiosArgument()) == 16000
