@@ -122,6 +122,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 raise pytest.UsageError(str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - any backend's constructor, named
                 raise pytest.UsageError(f"--model={model.spec}: {type(exc).__name__}: {exc}") from None
+        judge_spec = _state(config).run.judge_model
+        if judge_spec:
+            from pytest_lmms.models import create_backend
+
+            try:
+                create_backend(judge_spec, dict(_state(config).run.judge_model_args))
+            except (ValueError, ImportError) as exc:
+                raise pytest.UsageError(f"--judge-model={judge_spec}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001
+                raise pytest.UsageError(f"--judge-model={judge_spec}: {type(exc).__name__}: {exc}") from None
 
 
 class TaskErrorItem(pytest.Item):

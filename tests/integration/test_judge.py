@@ -123,3 +123,9 @@ def test_the_model_can_judge_itself_with_one_engine(graded: pytest.Pytester, mod
     result = run(graded, "self", "--judge-model=scripted:m")
     assert result.parseoutcomes() == {"passed": 4, "wrong": 2}
     assert results(graded, "self")["judge"]["identity"] == {"backend": "scripted", "model": "m"}
+
+
+def test_an_unknown_judge_backend_is_a_usage_error(graded: pytest.Pytester) -> None:
+    result = run(graded, "nojudge", "--judge-model=nosuchbackend:x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--judge-model=nosuchbackend:x: *nosuchbackend*"])
