@@ -6,7 +6,8 @@ Writes H.264 MP4s at 720p and 240p (30 fps, a keyframe every 2 s, moving gradien
 codec has work; 60 s long by default, a short Video-MME clip), then
 prints, per resolution and frame count (8, 32, 128 uniformly sampled), the decoded frames
 per second of each decoder and the ratio (target: torchcodec >= 1.5x PyAV for 32 frames at
-720p), and the media time of a question on an already-decoded video (target: < 1 ms).
+720p), the media time of a question on an already-decoded video (target: < 1 ms), and the
+wall time of questions on several videos with decoding on demand and with decode-ahead.
 
 The ratio depends on the length: torchcodec seeks to the keyframe before each wanted
 frame, while the PyAV path decodes every frame up to the last one wanted. On a 10 s clip
@@ -31,7 +32,7 @@ from pytest_lmms.media import FrameCache, available_decoders, decode_video  # no
 from pytest_lmms.types import MediaRef, VideoSampling  # noqa: E402
 
 
-def write_video(path: Path, width: int, height: int, seconds: float, fps: int = 30) -> Path:
+def write_video(path: Path, width: int, height: int, seconds: float, fps: int = 30, shift: int = 0) -> Path:
     import av
 
     with av.open(str(path), mode="w") as container:
@@ -41,7 +42,7 @@ def write_video(path: Path, width: int, height: int, seconds: float, fps: int = 
         stream.options = {"preset": "veryfast", "crf": "23", "g": str(2 * fps)}
         x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
         y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-        for i in range(int(seconds * fps)):
+        for i in range(shift, shift + int(seconds * fps)):  # shift: another video, other bytes
             r = (x + 3 * i) % 256
             g = (y + 5 * i) % 256
             b = ((x + y) / 2 + 7 * i) % 256
@@ -67,6 +68,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--model-ms", type=float, default=100.0, help="simulated model time per question")
+    parser.add_argument("--videos", type=int, default=6, help="videos in the decode-ahead measurement")
     opts = parser.parse_args()
     decoders = available_decoders()
     print(f"decoders available: {', '.join(decoders) or 'none'}")
@@ -89,6 +92,47 @@ def main() -> None:
                 f"{label} frame cache: first question {first * 1e3:8.2f} ms, each further question on the same "
                 f"video {statistics.median(repeats) * 1e3:.4f} ms (target < 1 ms); decodes: {cache.decodes}"
             )
+        decode_ahead(Path(tmp), opts.model_ms, opts.videos)
+
+
+def decode_ahead(folder: Path, model_ms: float, n_videos: int, questions: int = 3) -> None:
+    """Wall time of a model that reads each question's frames and then works ``model_ms``,
+    with decoding on demand and with the decode-ahead pool (2 threads)."""
+    from pytest_lmms.media import MediaPrefetcher
+    from pytest_lmms.types import MediaPart, Message, Request, TextPart
+
+    videos = [
+        MediaRef("video", write_video(folder / f"ahead{i}.mp4", 1280, 720, 6, shift=7 * i))
+        for i in range(n_videos)
+    ]
+    sampling = VideoSampling(num_frames=16)
+    requests = [
+        Request("t", f"{v}-{q}", (Message("user", (MediaPart(video, "video", sampling), TextPart("q"))),))
+        for v, video in enumerate(videos)
+        for q in range(questions)
+    ]
+    for video in videos:
+        video.content_hash  # noqa: B018 - hashed at planning in a real run, not timed here
+    walls = {}
+    for threads in (0, 2):
+        cache = FrameCache()
+        prefetcher = MediaPrefetcher(threads=threads, cache=cache) if threads else None
+        start = time.perf_counter()
+        if prefetcher is not None:
+            prefetcher.submit(requests)
+        for request in requests:
+            part = request.messages[0].content[0]
+            assert isinstance(part, MediaPart)
+            cache.frames(part.media, part.sampling)
+            time.sleep(model_ms / 1e3)  # the model (a GPU) works; the CPU is free
+        walls[threads] = time.perf_counter() - start
+        if prefetcher is not None:
+            prefetcher.close()
+    print(
+        f"decode-ahead: {len(requests)} questions on {n_videos} 720p 6 s videos, model {model_ms:.0f} ms each: "
+        f"on demand {walls[0]:.2f} s, with 2 decode threads {walls[2]:.2f} s "
+        f"({walls[0] / walls[2]:.2f}x; floor {len(requests) * model_ms / 1e3:.2f} s)"
+    )
 
 
 if __name__ == "__main__":
