@@ -105,7 +105,8 @@ def estimate(
     - a NaN or infinite score: ``ValueError`` naming how many and the first index;
     - ``clusters`` of another length than ``scores``: ``ValueError``;
     - a missing cluster id (None or NaN): ``ValueError`` naming the first index;
-    - all scores equal: SE 0 and a zero-width interval (correct, see the module docstring).
+    - all scores equal: SE 0 and a zero-width interval (correct, see the module docstring);
+    - all scores 0 or 1 (a proportion): the interval is cut to [0, 1] (the SE is not).
     """
     _check_level(level)
     values = _as_scores(scores)
@@ -117,6 +118,9 @@ def estimate(
         mean, se, df = _cluster_mean_se(values, codes, n_clusters)
         method = "cluster-t"
     low, high = _t_interval(mean, se, df, level)
+    if np.all((values == 0.0) | (values == 1.0)):
+        # a proportion lies in [0, 1]: the part of a t interval outside it covers nothing
+        low, high = max(low, 0.0), min(high, 1.0)
     return Estimate(
         value=mean,
         se=se,

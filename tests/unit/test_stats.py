@@ -580,3 +580,18 @@ def test_cluster_copies_splits_each_drawn_copy_of_a_cluster() -> None:
     rows = [("a", 1), ("a", 2), ("a", 1), ("a", 2), ("b", 3), ("c", 4), ("c", 5)]
     copies = cluster_copies(rows, lambda r: r[0], lambda r: r[1])
     assert copies == [[("a", 1), ("a", 2)], [("a", 1), ("a", 2)], [("b", 3)], [("c", 4), ("c", 5)]]
+
+
+def test_a_proportions_interval_is_cut_to_zero_and_one() -> None:
+    from scipy import stats as scipy_stats
+
+    scores = [1.0] * 9 + [0.0]
+    est = estimate(scores)
+    sem = scipy_stats.sem(scores)
+    high = 0.9 + scipy_stats.t.ppf(0.975, 9) * sem
+    assert high > 1.0  # the plain t interval leaves [0, 1] ...
+    assert est.ci_high == 1.0  # ... the reported one does not
+    assert est.ci_low == pytest.approx(0.9 - scipy_stats.t.ppf(0.975, 9) * sem)
+    assert est.se == pytest.approx(sem)
+    # scores that are not all 0/1 keep the whole t interval
+    assert estimate([1.0] * 9 + [0.5]).ci_high > 1.0
