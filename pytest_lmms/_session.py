@@ -85,7 +85,13 @@ class ModelRunner:
             def factory() -> Backend:
                 return probe if probe is not None else self._make_backend()
 
-            self._engine = Engine(factory, identity, self.session.cache, self.session.prefetcher)
+            self._engine = Engine(
+                factory,
+                identity,
+                self.session.cache,
+                None if self.session.run.rescore else self.session.prefetcher,
+                cache_only=self.session.run.rescore,
+            )
         return self._engine
 
     def close(self) -> None:

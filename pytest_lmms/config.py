@@ -55,6 +55,10 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "frame_cache",
         "also keep decoded video frames in this folder, across runs and processes (diskcache)",
     ),
+    "lmms_rescore": (
+        "rescore",
+        "score from the response cache only: no model is loaded, a sample not in the cache fails",
+    ),
     "lmms_judge_model": (
         "judge_model",
         "the LLM judge (BACKEND:MODEL_ID) for benchmarks scored or rescued by a judge",
@@ -94,6 +98,7 @@ class RunConfig:
     fail_on_regression: float | None = None
     judge_model: str | None = None
     decode_threads: int = 2
+    rescore: bool = False
     frame_cache_dir: Path | None = None
     judge_model_args: Mapping[str, str] = field(default_factory=dict)
 
@@ -118,6 +123,7 @@ class RunConfig:
             "fail_under": list(self.fail_under),
             "fail_on_regression": self.fail_on_regression,
             "decode_threads": self.decode_threads,
+            "rescore": self.rescore,
             "frame_cache_dir": str(self.frame_cache_dir) if self.frame_cache_dir else None,
             "judge_model": self.judge_model,
             "judge_model_args": _redact(self.judge_model_args),
@@ -199,6 +205,13 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help=_SETTINGS["lmms_frame_cache"][1],
+    )
+    group.addoption(
+        "--lmms-rescore",
+        dest="lmms_rescore",
+        action="store_true",
+        default=None,
+        help=_SETTINGS["lmms_rescore"][1],
     )
     group.addoption(
         "--judge-model",
@@ -363,6 +376,11 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         raise pytest.UsageError(
             "--lmms-fail-on-regression needs a baseline (--baseline RESULTS or --baseline-model SPEC)"
         )
+    rescore = _to_bool(setting("lmms_rescore"), "--lmms-rescore")
+    if rescore and cache_dir is None:
+        raise pytest.UsageError(
+            "--lmms-rescore scores from the response cache: it cannot go with --no-lmms-cache"
+        )
     return RunConfig(
         repeats=repeats,
         temperature=temperature,
@@ -373,6 +391,7 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         fail_on_regression=margin,
         judge_model=setting("lmms_judge_model"),
         decode_threads=decode_threads,
+        rescore=rescore,
         frame_cache_dir=Path(setting("lmms_frame_cache")) if setting("lmms_frame_cache") else None,
         judge_model_args=parse_kv(setting("lmms_judge_model_args"), "--judge-model-args"),
         model=str(setting("lmms_model") or DEFAULT_MODEL),
@@ -427,3 +446,15 @@ def _to_int(value: Any, option: str, minimum: int) -> int | None:
     if number < minimum:
         raise pytest.UsageError(f"{option} must be >= {minimum}, got {number}")
     return number
+
+
+def _to_bool(value: Any, option: str) -> bool:
+    """A flag from the command line (True/None), an ini value or a config file entry."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise pytest.UsageError(f"{option} expects true or false, got {value!r}")

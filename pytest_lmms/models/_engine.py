@@ -51,12 +51,15 @@ class Engine:
         identity: Mapping[str, Any],
         cache: _Cache | None = None,
         prefetcher: Any = None,
+        cache_only: bool = False,
     ) -> None:
         self._backend_factory = backend_factory
         self.identity = identity
         self._cache = cache
         # decodes the videos of planned misses ahead of the model (media.MediaPrefetcher)
         self._prefetcher = prefetcher
+        # --lmms-rescore: answers come from the cache or not at all; the backend never starts
+        self._cache_only = cache_only
         self._backend: Backend | None = None
         self._futures: dict[str, Future[Response]] = {}
         self._requests: dict[str, Request] = {}
@@ -90,6 +93,16 @@ class Engine:
                 else:
                     self._requests[key] = request
                     misses.append(key)
+            if self._cache_only:
+                missing = BackendError(
+                    "not in the response cache, and --lmms-rescore asks no model "
+                    "(run without --lmms-rescore to answer it)"
+                )
+                for key in misses:
+                    del self._requests[key]
+                    self.stats.failures += 1
+                    self._futures[key].set_exception(missing)
+                misses = []
             ordered = self._grouped_by_prefix(misses) if misses else []
             to_prefetch = [self._requests[key] for key in ordered]
             if ordered:
