@@ -338,6 +338,29 @@ class ResponseCache:
         """Store logged rows in one transaction (a seam: tests replace it to crash here)."""
         self._transaction(_UPSERT, rows)
 
+    def merge_from(self, other: str | Path, batch_size: int = 5000) -> int:
+        """Add every entry of the cache folder ``other`` (a shard's cache) that this cache
+        lacks; returns how many were added. ``other`` replays its own orphaned logs first."""
+        source = ResponseCache(other)
+        added = 0
+        try:
+            with source._db_lock:
+                source._check_open()
+                rows = source._conn.execute("SELECT key, value FROM responses").fetchall()
+            for start in range(0, len(rows), batch_size):
+                chunk = [(key, value) for key, value in rows[start : start + batch_size]]
+                before = self._count()
+                self._transaction(_INSERT_IF_ABSENT, chunk)
+                added += self._count() - before
+        finally:
+            source.close()
+        return added
+
+    def _count(self) -> int:
+        with self._db_lock:
+            self._check_open()
+            return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:

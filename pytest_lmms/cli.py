@@ -1,5 +1,5 @@
-"""The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack`` and
-``submission``."""
+"""The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack``,
+``submission`` and ``merge``."""
 
 from __future__ import annotations
 
@@ -197,6 +197,34 @@ def cmd_submission(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pytest_lmms._summary import summary_lines
+    from pytest_lmms.cache import CacheError, ResponseCache
+    from pytest_lmms.report import merge_runs
+    from pytest_lmms.tasks import DatasetError, TaskConfigError
+
+    try:
+        data = merge_runs(args.runs, args.out)
+    except (ValueError, TaskConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in summary_lines(data):
+        print(line)
+    if args.cache_from:
+        if not args.cache:
+            print("error: --cache-from needs --cache (the cache to merge into)", file=sys.stderr)
+            return 1
+        try:
+            with ResponseCache(args.cache) as target:
+                for source in args.cache_from:
+                    added = target.merge_from(source)
+                    print(f"cache {source}: {added} responses added to {args.cache}")
+        except CacheError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -252,6 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--yaml", default=None, help="the task's YAML (default: the one the run recorded)"
     )
     submission.set_defaults(func=cmd_submission)
+    merge = sub.add_parser("merge", help="the shard runs of one evaluation (--lmms-shard) as one run")
+    merge.add_argument("runs", nargs="+", help="the shards' run folders (or results.json files)")
+    merge.add_argument("--out", required=True, help="the merged run's folder")
+    merge.add_argument("--cache", default=None, help="a response cache to merge the shards' caches into")
+    merge.add_argument(
+        "--cache-from", action="append", default=[], help="a shard's cache folder (repeatable)"
+    )
+    merge.set_defaults(func=cmd_merge)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -55,6 +55,10 @@ _SETTINGS: dict[str, tuple[str, str]] = {
         "frame_cache",
         "also keep decoded video frames in this folder, across runs and processes (diskcache)",
     ),
+    "lmms_shard": (
+        "shard",
+        "run shard I of N (I/N, from 0): a stable split of the samples by task and document",
+    ),
     "lmms_rescore": (
         "rescore",
         "score from the response cache only: no model is loaded, a sample not in the cache fails",
@@ -99,6 +103,7 @@ class RunConfig:
     judge_model: str | None = None
     decode_threads: int = 2
     rescore: bool = False
+    shard: tuple[int, int] | None = None
     frame_cache_dir: Path | None = None
     judge_model_args: Mapping[str, str] = field(default_factory=dict)
 
@@ -124,6 +129,7 @@ class RunConfig:
             "fail_on_regression": self.fail_on_regression,
             "decode_threads": self.decode_threads,
             "rescore": self.rescore,
+            "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
             "frame_cache_dir": str(self.frame_cache_dir) if self.frame_cache_dir else None,
             "judge_model": self.judge_model,
             "judge_model_args": _redact(self.judge_model_args),
@@ -205,6 +211,9 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="DIR",
         help=_SETTINGS["lmms_frame_cache"][1],
+    )
+    group.addoption(
+        "--lmms-shard", dest="lmms_shard", default=None, metavar="I/N", help=_SETTINGS["lmms_shard"][1]
     )
     group.addoption(
         "--lmms-rescore",
@@ -377,6 +386,7 @@ def build_run_config(config: pytest.Config) -> RunConfig:
             "--lmms-fail-on-regression needs a baseline (--baseline RESULTS or --baseline-model SPEC)"
         )
     rescore = _to_bool(setting("lmms_rescore"), "--lmms-rescore")
+    shard = _shard(setting("lmms_shard"))
     if rescore and cache_dir is None:
         raise pytest.UsageError(
             "--lmms-rescore scores from the response cache: it cannot go with --no-lmms-cache"
@@ -392,6 +402,7 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         judge_model=setting("lmms_judge_model"),
         decode_threads=decode_threads,
         rescore=rescore,
+        shard=shard,
         frame_cache_dir=Path(setting("lmms_frame_cache")) if setting("lmms_frame_cache") else None,
         judge_model_args=parse_kv(setting("lmms_judge_model_args"), "--judge-model-args"),
         model=str(setting("lmms_model") or DEFAULT_MODEL),
@@ -458,3 +469,16 @@ def _to_bool(value: Any, option: str) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise pytest.UsageError(f"{option} expects true or false, got {value!r}")
+
+
+def _shard(value: Any) -> tuple[int, int] | None:
+    if value is None or value == "":
+        return None
+    index, _, count = str(value).partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise pytest.UsageError(f"--lmms-shard expects I/N (shard I of N, from 0), got {value!r}") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise pytest.UsageError(f"--lmms-shard {value}: I must be in 0..N-1")
+    return shard

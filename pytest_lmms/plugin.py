@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +108,25 @@ def pytest_collection(session: pytest.Session) -> None:
     _state(session.config).resolve_selection()
 
 
+def shard_of(task: str, doc_id: str, count: int) -> int:
+    """The shard of a document: stable across runs, processes and machines; every repeat
+    of a document lands in the same shard (its answers are clustered together)."""
+    digest = hashlib.sha1(f"{task}\0{doc_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = _state(config).run.shard
+    if shard is not None:
+        index, count = shard
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
+        for item in items:
+            other = isinstance(item, SampleItem) and shard_of(item.task.name, item.doc_id, count) != index
+            (drop if other else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
     if any(isinstance(item, SampleItem) for item in items):
         from pytest_lmms.models import resolve_backend
 

@@ -8,6 +8,7 @@ from pytest_lmms.report._gates import (
     check_regressions,
     regression_p_value,
 )
+from pytest_lmms.report._merge import merge_runs
 from pytest_lmms.report._results import (
     SamplesWriter,
     default_run_name,
@@ -30,6 +31,7 @@ __all__ = [
     "compare_task",
     "format_comparisons",
     "load_run",
+    "merge_runs",
     "SamplesWriter",
     "build_submission",
     "default_run_name",
