@@ -18,6 +18,20 @@ RequestKind = Literal["generate", "loglikelihood", "agentic"]
 Role = Literal["system", "user", "assistant"]
 
 
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _file_hash(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    found = _FILE_HASHES.get(key)
+    if found is None:
+        with open(path, "rb") as handle:
+            found = hashlib.file_digest(handle, "sha256").hexdigest()
+        _FILE_HASHES[key] = found
+    return found
+
+
 class MediaRef:
     """A lazy reference to one image, video or audio clip.
 
@@ -65,7 +79,13 @@ class MediaRef:
     @property
     def content_hash(self) -> str:
         if self._hash is None:
-            self._hash = hashlib.sha256(self.read_bytes()).hexdigest()
+            source = self._source
+            if self._bytes is None and isinstance(source, (str, Path)):
+                # a file is hashed as a stream, and only once per (path, size, mtime): a long
+                # video asked about by many questions is neither held in memory nor re-read
+                self._hash = _file_hash(Path(source))
+            else:
+                self._hash = hashlib.sha256(self.read_bytes()).hexdigest()
         return self._hash
 
     def __repr__(self) -> str:

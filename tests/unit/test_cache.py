@@ -223,6 +223,35 @@ def test_key_depends_on_media_content_not_on_its_source(tmp_path: Path) -> None:
     assert cache_key(IDENTITY, from_file) == cache_key(IDENTITY, make_request())
 
 
+def test_a_file_is_hashed_without_holding_its_bytes_and_rehashed_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import os
+
+    video = tmp_path / "long.mp4"
+    video.write_bytes(b"\x01" * 100_000)
+    first = MediaRef("video", video)
+    assert first.content_hash == hashlib.sha256(b"\x01" * 100_000).hexdigest()
+    assert first._bytes is None  # hashing did not load the file into the reference
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert MediaRef("video", video).content_hash == first.content_hash  # another question, same file
+    assert opened == []
+    video.write_bytes(b"\x02" * 100_001)
+    os.utime(video, ns=(1, 1))
+    assert MediaRef("video", video).content_hash == hashlib.sha256(b"\x02" * 100_001).hexdigest()
+    assert opened == [str(video)]
+    with pytest.raises(FileNotFoundError, match="gone.mp4"):
+        MediaRef("video", tmp_path / "gone.mp4").content_hash  # noqa: B018
+
+
 def test_transport_fields_cover_the_documented_names() -> None:
     documented = {"base_url", "url", "api_key", "key", "token", "max_concurrency", "concurrency"}
     documented |= {"timeout", "retries", "max_retries", "num_workers"}
