@@ -69,6 +69,15 @@ def _decode_torchcodec(media: MediaRef, sampling: VideoSampling) -> Frames:
     return np.ascontiguousarray(batch.data.numpy())
 
 
+# Seek (rather than decode through) when the next wanted frame is this many frames ahead:
+# x264's default keyframe interval, so a seek usually skips at least one whole GOP.
+PYAV_SEEK_GAP = 250
+
+
+class _NoTimestamps(Exception):
+    """Frames without timestamps: their index after a seek is unknown."""
+
+
 def _decode_pyav(media: MediaRef, sampling: VideoSampling) -> Frames:
     import av
 
@@ -84,16 +93,56 @@ def _decode_pyav(media: MediaRef, sampling: VideoSampling) -> Frames:
                 total += 1
             container.seek(0)
         wanted = sample_indices(total, fps, sampling)
-        wanted_set = set(wanted)
         frames: list[Frames] = []
-        for index, frame in enumerate(container.decode(stream)):
-            if index in wanted_set:
-                frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
-                if len(frames) == len(wanted):
-                    break
+        if (
+            fps
+            and stream.time_base
+            and any(b - a > PYAV_SEEK_GAP for a, b in zip([-1, *wanted[:-1]], wanted, strict=True))
+        ):
+            try:
+                frames = _pyav_seeking(container, stream, wanted, fps)
+            except _NoTimestamps:
+                container.seek(0)
+                frames = []
+        if not frames:
+            frames = _pyav_sequential(container, stream, wanted)
     if not frames:
         raise MediaError("no frame could be decoded")
     return np.stack(frames)
+
+
+def _pyav_sequential(container: Any, stream: Any, wanted: list[int]) -> list[Frames]:
+    """Decode from the start, keeping the wanted frames (exact frame counting)."""
+    wanted_set = set(wanted)
+    frames: list[Frames] = []
+    for index, frame in enumerate(container.decode(stream)):
+        if index in wanted_set:
+            frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
+            if len(frames) == len(wanted):
+                break
+    return frames
+
+
+def _pyav_seeking(container: Any, stream: Any, wanted: list[int], fps: float) -> list[Frames]:
+    """Jump to the keyframe before a far-away wanted frame, then decode up to it; a frame's
+    index is its timestamp times the frame rate (constant-rate video)."""
+    start = stream.start_time or 0
+    seconds_per_tick = float(stream.time_base)
+    frames: list[Frames] = []
+    position = -1  # index of the last frame decoded
+    decoded = iter(container.decode(stream))
+    for target in wanted:
+        if target - position > PYAV_SEEK_GAP:
+            container.seek(start + int(target / fps / seconds_per_tick), stream=stream, backward=True)
+            decoded = iter(container.decode(stream))
+        for frame in decoded:
+            if frame.pts is None:
+                raise _NoTimestamps
+            position = round((frame.pts - start) * seconds_per_tick * fps)
+            if position >= target:
+                frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
+                break
+    return frames
 
 
 def _resize(frames: Frames, max_side: int | None) -> Frames:

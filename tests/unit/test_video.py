@@ -203,3 +203,52 @@ def test_a_video_the_prefetcher_cannot_decode_is_left_to_the_backend(tmp_path: P
             cache.frames(MediaRef("video", broken), VideoSampling(num_frames=4))
     finally:
         prefetcher.close()
+
+
+def write_long_video(path: Path, n_frames: int = 1200, fps: int = 30) -> Path:
+    """Grey halves that spell the frame index: left (i % 50) * 5, right (i // 50) * 10."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = 64, 32
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qp": "0", "preset": "ultrafast", "g": "30"}
+        for i in range(n_frames):
+            image = np.zeros((32, 64, 3), dtype=np.uint8)
+            image[:, :32] = (i % 50) * 5
+            image[:, 32:] = (i // 50) * 10
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def long_ids(frames: np.ndarray) -> list[int]:
+    return [round(float(f[:, 4:28].mean()) / 5) + 50 * round(float(f[:, 36:60].mean()) / 10) for f in frames]
+
+
+def test_pyav_seeks_over_long_gaps_and_finds_the_same_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_lmms.media import _video
+
+    video = MediaRef("video", write_long_video(tmp_path / "long.mp4"))
+    sampling = VideoSampling(num_frames=4)
+    expected = sample_indices(1200, 30.0, sampling)
+    assert max(b - a for a, b in zip(expected, expected[1:], strict=False)) > _video.PYAV_SEEK_GAP
+    seeks: list[int] = []
+    real = _video._pyav_seeking
+
+    def counted(container, stream, wanted, fps):  # type: ignore[no-untyped-def]
+        seeks.append(len(wanted))
+        return real(container, stream, wanted, fps)
+
+    monkeypatch.setattr(_video, "_pyav_seeking", counted)
+    seeking = decode_video(video, sampling, decoder="pyav")
+    assert seeks == [4]
+    assert long_ids(seeking) == expected
+    monkeypatch.setattr(_video, "PYAV_SEEK_GAP", 10**9)  # decode through instead
+    sequential = decode_video(video, sampling, decoder="pyav")
+    assert seeks == [4] and long_ids(sequential) == expected
+    if "torchcodec" in available_decoders():
+        assert long_ids(decode_video(video, sampling, decoder="torchcodec")) == expected
