@@ -39,7 +39,9 @@ class JudgePrompt:
     """A judge prompt: ``template`` is a ``str.format`` string over named fields.
 
     Constructing one registers it by name, so results.json can record the exact text of
-    every prompt a run's judge was asked. Two different prompts may not share a name.
+    every prompt a run's judge was asked. A later prompt of the same name replaces the
+    earlier one (an edited benchmark module imported again), so name prompts after their
+    benchmark ("mathvista_extract").
     """
 
     name: str
@@ -51,9 +53,6 @@ class JudgePrompt:
         if not self.name:
             raise ValueError("a judge prompt needs a name")
         with _PROMPTS_LOCK:
-            known = _PROMPTS.get(self.name)
-            if known is not None and known != self:
-                raise ValueError(f"judge prompt {self.name!r} is already registered with another text")
             _PROMPTS[self.name] = self
 
     @property

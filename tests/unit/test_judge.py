@@ -29,11 +29,11 @@ def test_a_missing_field_is_named() -> None:
         PROMPT.render(question="x")
 
 
-def test_prompts_are_registered_by_name_and_names_are_unique() -> None:
+def test_prompts_are_registered_by_name_and_a_redefinition_replaces() -> None:
     assert judge_prompts()["unit_test_prompt"] is PROMPT
-    JudgePrompt("unit_test_prompt", PROMPT.template, system="Be strict.", max_new_tokens=8)  # the same: fine
-    with pytest.raises(ValueError, match="already registered"):
-        JudgePrompt("unit_test_prompt", "another text")
+    edited = JudgePrompt("unit_test_prompt_edited", "first text")
+    again = JudgePrompt("unit_test_prompt_edited", "second text")  # the module edited and imported again
+    assert judge_prompts()["unit_test_prompt_edited"] is again and again != edited
 
 
 def test_ask_returns_the_text_and_counts_calls() -> None:
