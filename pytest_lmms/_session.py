@@ -50,10 +50,14 @@ def apply_gen_overrides(gen: GenParams, overrides: dict[str, str]) -> GenParams:
 
 
 class ModelRunner:
-    """One model of the run (the model, or the baseline model): backend identity and engine."""
+    """One model of the run (the model, the baseline model, the judge): backend identity and
+    engine. ``option`` is the command-line flag that named it, for error messages."""
 
-    def __init__(self, session: LmmsSession, spec: str, args: Mapping[str, str]) -> None:
+    def __init__(
+        self, session: LmmsSession, spec: str, args: Mapping[str, str], option: str = "--model"
+    ) -> None:
         self.session = session
+        self.option = option
         self.spec = spec
         self.args = dict(args)
         self._identity: dict[str, Any] | None = None
@@ -112,7 +116,9 @@ class LmmsSession:
         self._cache: Any = None
         self.models = [ModelRunner(self, run.model, run.model_args)]
         if run.baseline_model:
-            self.models.append(ModelRunner(self, run.baseline_model, run.baseline_model_args))
+            self.models.append(
+                ModelRunner(self, run.baseline_model, run.baseline_model_args, "--baseline-model")
+            )
         self.baseline_results: list[SampleResult] = []
         self.models_extra: list[ModelRunner] = []
         self._prefetcher: Any = None  # the judge, when it is a model of its own
@@ -206,26 +212,32 @@ class LmmsSession:
         return self._prefetcher
 
     @property
+    def judge_runner(self) -> ModelRunner | None:
+        """The runner of --judge-model: the model's own when it is the same model with the
+        same arguments, else one of its own (its own engine, the run's response cache)."""
+        if not self.run.judge_model:
+            return None
+        spec, args = self.run.judge_model, dict(self.run.judge_model_args)
+        runner = next(
+            (m for m in [*self.models, *self.models_extra] if m.spec == spec and m.args == args), None
+        )
+        if runner is None:
+            runner = ModelRunner(self, spec, args, "--judge-model")
+            self.models_extra.append(runner)
+        return runner
+
+    @property
     def judge(self) -> Judge | None:
-        """The --judge-model, through its own engine and the run's response cache (the
-        model's own runner when it is the same model with the same arguments)."""
-        if self._judge is None and self.run.judge_model:
+        """The LLM judge handed to scorers that take one (None without --judge-model)."""
+        runner = self.judge_runner
+        if self._judge is None and runner is not None:
             from pytest_lmms.cache import cache_key
             from pytest_lmms.scoring.judge import Judge
 
-            spec, args = self.run.judge_model, dict(self.run.judge_model_args)
-            runner = next((m for m in self.models if m.spec == spec and m.args == args), None)
-            if runner is None:
-                runner = ModelRunner(self, spec, args)
-                self.models_extra.append(runner)
-            judge_runner = runner
-
             def complete(request: Request) -> Response:
-                return judge_runner.engine.response(
-                    cache_key(judge_runner.identity, request), request
-                ).result()
+                return runner.engine.response(cache_key(runner.identity, request), request).result()
 
-            self._judge = Judge(complete, spec, _safe_identity(runner))
+            self._judge = Judge(complete, runner.spec, runner_identity(runner))
         return self._judge
 
     @property
@@ -320,7 +332,7 @@ class LmmsSession:
             self._writer.close()
 
 
-def _safe_identity(runner: ModelRunner) -> dict[str, Any]:
+def runner_identity(runner: ModelRunner) -> dict[str, Any]:
     """The runner's identity without transport fields (URLs, keys), for results.json; the
     spec alone when the backend cannot be constructed (its calls then fail one by one)."""
     from pytest_lmms.cache import TRANSPORT_FIELDS

@@ -81,16 +81,17 @@ def _judge_use(results: list[SampleResult]) -> dict[str, int] | None:
 
 def _judge_info(state: LmmsSession, by_task: dict[str, list[SampleResult]]) -> dict[str, Any] | None:
     """The judge's model and the exact text of every judge prompt this run asked."""
-    if not state.run.judge_model:
+    runner = state.judge_runner
+    if runner is None:
         return None
+    from pytest_lmms._session import runner_identity
     from pytest_lmms.scoring.judge import judge_prompts
 
-    judge = state.judge
     used = sorted({name for results in by_task.values() for r in results for name in r.judge_prompts})
     known = judge_prompts()
     return {
-        "model": state.run.judge_model,
-        "identity": judge.identity if judge is not None else None,
+        "model": runner.spec,
+        "identity": runner_identity(runner),
         "prompts": {name: known[name].to_json() if name in known else None for name in used},
     }
 

@@ -131,26 +131,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from pytest_lmms.models import resolve_backend
 
         _state(config).seed_everything()
-        for model in _state(config).models:
+        state = _state(config)
+        judge = state.judge_runner
+        for model in [*state.models, *([judge] if judge is not None and judge not in state.models else [])]:
             try:
                 resolve_backend(model.spec)
                 # Constructing a backend is cheap by contract (no weights, no server), so
                 # bad --model-args are one usage error here, not a failure per sample.
                 model.identity  # noqa: B018
             except (ValueError, ImportError) as exc:
-                raise pytest.UsageError(str(exc)) from None
+                raise pytest.UsageError(f"{model.option}={model.spec}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - any backend's constructor, named
-                raise pytest.UsageError(f"--model={model.spec}: {type(exc).__name__}: {exc}") from None
-        judge_spec = _state(config).run.judge_model
-        if judge_spec:
-            from pytest_lmms.models import create_backend
-
-            try:
-                create_backend(judge_spec, dict(_state(config).run.judge_model_args))
-            except (ValueError, ImportError) as exc:
-                raise pytest.UsageError(f"--judge-model={judge_spec}: {exc}") from None
-            except Exception as exc:  # noqa: BLE001
-                raise pytest.UsageError(f"--judge-model={judge_spec}: {type(exc).__name__}: {exc}") from None
+                raise pytest.UsageError(f"{model.option}={model.spec}: {type(exc).__name__}: {exc}") from None
 
 
 class TaskErrorItem(pytest.Item):

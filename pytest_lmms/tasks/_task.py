@@ -170,6 +170,10 @@ class Task:
             )
         except ValueError as exc:
             raise TaskConfigError(f"{where}: field 'reasoning_tags': {exc}") from None
+        # Optional keyword arguments of the task's functions, read once (not per sample).
+        # Whether process_results takes a ``judge`` (an LLM judge, or None):
+        self.uses_judge = _takes(self._functions.get("process_results"), "judge")
+        self._messages_take_metadata = _takes(self._functions.get("doc_to_messages"), "metadata")
         self._source: Source | None = None
         # Now, not on first use: the sources read must be the ones just imported, even if a
         # utils.py is edited while a run is going on.
@@ -245,7 +249,7 @@ class Task:
     def messages(self, doc: Mapping[str, Any]) -> tuple[Message, ...]:
         function = self._functions.get("doc_to_messages")
         if function is not None:
-            if _takes(function, "metadata"):  # the YAML's metadata: frame counts, media folders
+            if self._messages_take_metadata:  # the YAML's metadata: frame counts, media folders
                 built = function(doc, metadata=dict(self.spec.metadata))
             else:
                 built = function(doc)
@@ -319,17 +323,6 @@ class Task:
         spec = self._metric_spec(metric)
         return True if spec is None else spec.higher_is_better
 
-    @property
-    def uses_judge(self) -> bool:
-        """Whether ``process_results`` takes a ``judge`` argument (an LLM judge, or None)."""
-        process = self._functions.get("process_results")
-        if process is None:
-            return False
-        try:
-            return "judge" in inspect.signature(process).parameters
-        except (TypeError, ValueError):
-            return False
-
     def score(self, doc: Mapping[str, Any], response_text: str, judge: Any = None) -> dict[str, float]:
         """Per-metric scores of one response. ``judge`` (a ``pytest_lmms.scoring.judge.Judge``
         or None) is handed to a ``process_results`` that takes a ``judge`` argument."""
@@ -380,7 +373,8 @@ class Task:
             if aggregation is None:
                 out[name] = stats.estimate([r.scores[name] for r in scored], clusters=clusters)
             else:
-                if _takes_metric(aggregation):
+                # one function may serve several rows (one per category) and learn which
+                if _takes(aggregation, "metric"):
                     aggregation = functools.partial(aggregation, metric=name)
                 out[name] = stats.bootstrap(scored, aggregation, clusters=clusters)
         return out
@@ -393,11 +387,7 @@ class Task:
             raise TaskConfigError(
                 f"{self._where}: no 'submission' function: this task has no submission format"
             )
-        try:
-            wants_docs = "doc" in inspect.signature(function).parameters
-        except (TypeError, ValueError):
-            wants_docs = False
-        if wants_docs:  # the documents themselves, looked up by id (test splits hide targets)
+        if _takes(function, "doc"):  # the documents themselves, looked up by id (test splits hide targets)
             return function(list(results), doc=self.doc)
         return function(list(results))
 
@@ -417,17 +407,14 @@ class Task:
         return digest.hexdigest()
 
 
-def _takes(function: Callable[..., Any], name: str) -> bool:
+def _takes(function: Callable[..., Any] | None, name: str) -> bool:
+    """Whether ``function`` has a parameter ``name`` (an optional keyword the harness fills)."""
+    if function is None:
+        return False
     try:
         return name in inspect.signature(function).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _takes_metric(function: Callable[..., Any]) -> bool:
-    """Whether an aggregation takes a ``metric`` keyword: one function can then serve
-    several metric rows (one per category, say) and learn which one it computes."""
-    return _takes(function, "metric")
 
 
 def _as_float(value: Any, metric: str) -> float:
