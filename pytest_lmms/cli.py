@@ -12,6 +12,7 @@ from pathlib import Path
 def _dataset_size(task_path: Path, task_name: str) -> str:
     """Row count when it is cheap to know (local jsonl lines, parquet metadata), else '?'."""
     from pytest_lmms.tasks import load_specs
+    from pytest_lmms.tasks._sources import LANCE_SCHEME
 
     try:
         spec = next(s for s in load_specs(task_path) if getattr(s, "name", None) == task_name)
@@ -20,7 +21,7 @@ def _dataset_size(task_path: Path, task_name: str) -> str:
     source = getattr(spec, "dataset_path", None)
     if not source:
         return "?"
-    if source.startswith("lance://"):
+    if source.startswith(LANCE_SCHEME):
         return _lance_size(task_path, source)
     path = Path(source)
     if not path.is_absolute():
@@ -39,9 +40,9 @@ def _dataset_size(task_path: Path, task_name: str) -> str:
 
 
 def _lance_size(task_path: Path, source: str) -> str:
-    path = Path(source[len("lance://") :]).expanduser()
-    if not path.is_absolute():
-        path = task_path.parent / path
+    from pytest_lmms.tasks._sources import lance_path
+
+    path = lance_path(task_path.parent, source)
     if not path.is_dir():
         return "?"
     try:

@@ -316,21 +316,22 @@ def _ids_from(values: Any) -> list[str]:
     return [str(i) if v is None else str(v) for i, v in enumerate(values)]
 
 
-def _lance_path(spec: TaskSpec, raw: str) -> Path:
+def lance_path(folder: Path, raw: str) -> Path:
+    """The folder a ``lance://`` dataset_path names, relative to the YAML's ``folder``."""
     path = Path(raw[len(LANCE_SCHEME) :]).expanduser()
-    return path if path.is_absolute() else spec.folder / path
+    return path if path.is_absolute() else folder / path
 
 
 def open_source(spec: TaskSpec) -> Source:
     raw = spec.dataset_path or ""
     if raw.startswith(LANCE_SCHEME):
-        lance_path = _lance_path(spec, raw)
-        if not lance_path.is_dir():
+        dataset = lance_path(spec.folder, raw)
+        if not dataset.is_dir():
             raise DatasetError(
                 f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: "
-                f"no such Lance dataset {lance_path}"
+                f"no such Lance dataset {dataset}"
             )
-        return LanceSource(spec, lance_path)
+        return LanceSource(spec, dataset)
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = spec.folder / path

@@ -5,9 +5,9 @@ rendering (media hashed for the cache key), scoring and aggregation run end to e
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pytest_lmms.media import wav_bytes
+
 datasets = pytest.importorskip("datasets")
+# imported here, once: an in-process pytester run cannot import torch a second time
+with contextlib.suppress(Exception):  # without it the audio case skips
+    import torchcodec.decoders  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -27,16 +32,8 @@ def png(color: tuple[int, int, int]) -> dict[str, Any]:
 
 
 def wav(seconds: float, rate: int = 16000) -> dict[str, Any]:
-    samples = (0.1 * np.sin(np.linspace(0, 440 * 2 * np.pi * seconds, int(rate * seconds)))).astype(
-        np.float32
-    )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((samples * 32767).astype("<i2").tobytes())
-    return {"bytes": buffer.getvalue(), "path": None}
+    samples = 0.1 * np.sin(np.linspace(0, 440 * 2 * np.pi * seconds, int(rate * seconds)))
+    return {"bytes": wav_bytes(samples.astype(np.float32), rate), "path": None}
 
 
 def mme() -> tuple[dict[str, list[Any]], Any]:

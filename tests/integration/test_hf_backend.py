@@ -317,19 +317,12 @@ AUDIO_TOKEN = "<|AUDIO|>"
 
 def wav(frequency: float, seconds: float, sample_rate: int = 16000) -> bytes:
     """A 16-bit mono WAV of a sine tone."""
-    import wave
-
     import numpy as np
 
+    from pytest_lmms.media import wav_bytes
+
     times = np.arange(int(seconds * sample_rate)) / sample_rate
-    pcm = (0.5 * np.sin(2 * np.pi * frequency * times) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
+    return wav_bytes((0.5 * np.sin(2 * np.pi * frequency * times)).astype(np.float32), sample_rate)
 
 
 def audio_request(doc_id: str, text: str, clip: bytes, gen: GenParams = GREEDY) -> Request:

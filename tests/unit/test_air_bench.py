@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import wave
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
+from pytest_lmms.media import wav_bytes
 from pytest_lmms.scoring import strip_reasoning
 from pytest_lmms.scoring.judge import Judge, JudgeError
 from pytest_lmms.tasks import Task, load_task
@@ -45,11 +46,7 @@ def utils_module() -> ModuleType:
 
 @pytest.fixture
 def air_bench(tmp_path: Path) -> Task:
-    with wave.open(str(tmp_path / "clip.wav"), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\x00\x10" * 1600)
+    (tmp_path / "clip.wav").write_bytes(wav_bytes(np.full(1600, 0x1000 / 32767, dtype=np.float32), 16000))
     with open(tmp_path / "rows.jsonl", "w") as handle:
         for uniq_id, task_name, dataset_name, path in ROWS:
             row = {

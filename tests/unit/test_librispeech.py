@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_lmms.media import wav_bytes
 from pytest_lmms.scoring import strip_reasoning
 from pytest_lmms.tasks import Task, TaskSpec, load_specs
 from pytest_lmms.types import SampleResult
@@ -34,11 +35,7 @@ def wav_file(path: Path, seconds: float, sample_rate: int = 16000, noise: bool =
     signal = (
         np.random.default_rng(0).uniform(-0.3, 0.3, t.size) if noise else 0.3 * np.sin(2 * np.pi * 440 * t)
     )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes((signal * 32767).astype("<i2").tobytes())
+    path.write_bytes(wav_bytes(signal.astype(np.float32), sample_rate))
     return path.read_bytes()
 
 
