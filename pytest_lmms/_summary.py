@@ -85,14 +85,14 @@ def _judge_info(state: LmmsSession, by_task: dict[str, list[SampleResult]]) -> d
     if runner is None:
         return None
     from pytest_lmms._session import runner_identity
-    from pytest_lmms.scoring.judge import judge_prompts
+    from pytest_lmms.scoring.judge import prompt_records
 
-    used = sorted({name for results in by_task.values() for r in results for name in r.judge_prompts})
-    known = judge_prompts()
     return {
         "model": runner.spec,
         "identity": runner_identity(runner),
-        "prompts": {name: known[name].to_json() if name in known else None for name in used},
+        "prompts": prompt_records(
+            name for results in by_task.values() for r in results for name in r.judge_prompts
+        ),
     }
 
 

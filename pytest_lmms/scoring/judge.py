@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import string
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,13 @@ def judge_prompts() -> dict[str, JudgePrompt]:
         return dict(_PROMPTS)
 
 
+def prompt_records(names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+    """The registered text of each named prompt, as results.json records it (None for a
+    name this process never registered)."""
+    prompts = judge_prompts()
+    return {name: prompts[name].to_json() if name in prompts else None for name in sorted(set(names))}
+
+
 class Judge:
     """Asks judge prompts of one model; ``complete`` sends a Request and returns its Response
     (in a run: through the judge model's engine and the response cache)."""
@@ -127,14 +134,7 @@ class Judge:
 
     def describe(self) -> dict[str, Any]:
         """What results.json records: the model, its identity and the prompts used."""
-        prompts = judge_prompts()
-        return {
-            "model": self.model,
-            "identity": self.identity,
-            "prompts": {
-                name: prompts[name].to_json() for name in sorted(self.prompts_used) if name in prompts
-            },
-        }
+        return {"model": self.model, "identity": self.identity, "prompts": prompt_records(self.prompts_used)}
 
     def close(self) -> None:
         if self._close is not None:
