@@ -12,8 +12,8 @@ wall time of questions on several videos with decoding on demand and with decode
 The ratio depends on the length: torchcodec seeks to the keyframe before each wanted
 frame, while the PyAV path decodes through gaps of up to 250 frames (x264's default
 keyframe interval) and seeks only over longer ones. On a 10 s clip both decode nearly every
-frame (measured 1.1x on 2 CPU cores); on 60 s, 1.9x; on long videos (gaps over 250 frames)
-both seek and run about even.
+frame (measured 1.1x on 2 CPU cores); on 60 s, 1.9x. Longer videos (gaps over 250 frames)
+make both seek: this script does not measure them.
 """
 
 from __future__ import annotations
