@@ -93,14 +93,13 @@ class TaskFile(pytest.File):
             state.tasks[task.name] = task
             repeats = state.run.repeats
             for doc_id in doc_ids:
-                if repeats == 1:
-                    yield SampleItem.from_parent(
-                        self, name=f"{task.name}[{doc_id}]", task=task, doc_id=doc_id
-                    )
-                    continue
                 for repeat in range(repeats):
+                    # The node id is passed as the string pytest would parse back: pytest 9.2
+                    # reads a saved `f.yaml::t[d]` (--lf, --sw, cache) as name `t` with
+                    # parameters `d`, and an id derived from the name `t[d]` would not equal it.
+                    name = f"{task.name}[{doc_id}]" if repeats == 1 else f"{task.name}[{doc_id}#r{repeat}]"
                     yield SampleItem.from_parent(
-                        self, name=f"{task.name}[{doc_id}#r{repeat}]", task=task, doc_id=doc_id, repeat=repeat
+                        self, name=name, nodeid=f"{self.nodeid}::{name}", task=task, doc_id=doc_id, repeat=repeat
                     )
 
 

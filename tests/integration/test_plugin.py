@@ -98,6 +98,38 @@ def test_failed_model_call_fails_the_sample_and_rerun_retries_only_it(
     assert len(model_calls(model_log)) == calls + 1
 
 
+def test_pytest_selection_and_rerun_options_work_on_samples(
+    lmms_project: pytest.Pytester, model_log: Path
+) -> None:
+    make_task(lmms_project, n=6, fail=[2, 4])
+    run(lmms_project).assert_outcomes(passed=4, failed=2)
+    # --lf: only the two failed samples run again
+    last_failed = run(lmms_project, "--lf", "-v")
+    last_failed.assert_outcomes(failed=2)
+    last_failed.stdout.fnmatch_lines(["*run-last-failure: rerun previous 2 failures*"])
+    # --ff: the failed samples run first, then the rest
+    first_failed = run(lmms_project, "--ff", "-v")
+    order = [line.split()[0] for line in first_failed.outlines if line.startswith("qa.yaml::qa[")]
+    assert order[:2] == ["qa.yaml::qa[2]", "qa.yaml::qa[4]"] and len(order) == 6
+    # --sw: stops at the first failure and resumes from it on the next run
+    run(lmms_project, "--sw").assert_outcomes(passed=2, failed=1)
+    stepwise = run(lmms_project, "--sw", "-v")
+    stepwise.assert_outcomes(failed=1, deselected=2)
+    assert [line.split()[0] for line in stepwise.outlines if line.startswith("qa.yaml::qa[")][0] == (
+        "qa.yaml::qa[2]"
+    )
+    # a node id pasted from the output selects that sample; --deselect drops one
+    pasted = run(lmms_project, "qa.yaml::qa[3]", "-v")
+    pasted.assert_outcomes(passed=1)
+    pasted.stdout.fnmatch_lines(["qa.yaml::qa[[]3[]] PASSED*"])
+    run(lmms_project, "--deselect", "qa.yaml::qa[0]").assert_outcomes(passed=3, failed=2, deselected=1)
+    # with the server fixed, --lf asks the model only for what failed
+    calls = len(model_calls(model_log))
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(6))
+    run(lmms_project, "--lf").assert_outcomes(passed=2)
+    assert len(model_calls(model_log)) == calls + 2
+
+
 def test_reasoning_is_stripped_before_scoring_and_kept_raw(lmms_project: pytest.Pytester) -> None:
     rows = qa_rows(2)
     rows[0]["reply"] = "<think>it might be ans1</think> ans0"
