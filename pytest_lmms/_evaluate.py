@@ -37,14 +37,15 @@ def evaluate(
     tasks: Sequence[str] = (),
     limit: int | None = None,
     *,
-    paths: Sequence[str | Path] = ("benchmarks",),
+    paths: Sequence[str | Path] | None = None,
     model_args: Mapping[str, Any] | None = None,
     cache: str | Path | None | bool = True,
     output: str | Path | None = None,
     pytest_args: Sequence[str] = (),
     **options: Any,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on ``tasks`` (names, groups or globs found under ``paths``).
+    """Evaluate ``model`` on ``tasks`` (names, groups or globs found under ``paths``; by
+    default ./benchmarks, else the benchmark catalog that comes with pytest-lmms).
 
     Returns the results dict that is also written to results.json. Extra keyword options
     map to ``--lmms-<name>`` flags (``seed=1`` -> ``--lmms-seed=1``; ``judge_model``,
@@ -56,7 +57,9 @@ def evaluate(
     from pytest_lmms.models import resolve_backend
 
     resolve_backend(model)  # a bad model spec is a ValueError naming it, before any session starts
-    args = [str(p) for p in paths]
+    from pytest_lmms.tasks import default_search_paths
+
+    args = [str(p) for p in (default_search_paths() if paths is None else paths)]
     args += [f"--model={model}", "-q", "-p", "no:cacheprovider"]
     if tasks:
         args.append("--tasks=" + ",".join(tasks))

@@ -9,6 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def _dataset_of(task_path: Path, task_name: str) -> tuple[str, str]:
+    """The dataset id (with its config) and split a task names, read from its YAML only."""
+    from pytest_lmms.tasks import TaskSpec, load_specs
+
+    try:
+        spec = next(s for s in load_specs(task_path) if isinstance(s, TaskSpec) and s.name == task_name)
+    except Exception:  # noqa: BLE001 - listing never fails on one bad file
+        return "?", "?"
+    dataset = spec.dataset_path or "?"
+    if spec.dataset_name:
+        dataset += f" ({spec.dataset_name})"
+    return dataset, spec.test_split
+
+
 def _dataset_size(task_path: Path, task_name: str) -> str:
     """Row count when it is cheap to know (local jsonl lines, parquet metadata), else '?'."""
     from pytest_lmms.tasks import load_specs
@@ -61,20 +75,26 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from pytest_lmms.tasks import discover
+    from pytest_lmms.tasks import default_search_paths, discover
 
-    paths = [Path(p) for p in args.paths] or [
-        Path("benchmarks") if Path("benchmarks").is_dir() else Path(".")
-    ]
+    paths = [Path(p) for p in args.paths] or default_search_paths()
     index = discover(paths)
     groups_of: dict[str, list[str]] = {}
     for group, members in index.groups.items():
         for member in members:
             groups_of.setdefault(member, []).append(group)
-    rows = [["task", "groups", "docs", "yaml"]]
+    rows = [["task", "groups", "dataset", "split", "docs", "yaml"]]
     for name, path in sorted(index.tasks.items()):
+        dataset, split = _dataset_of(path, name)
         rows.append(
-            [name, ",".join(sorted(groups_of.get(name, []))) or "-", _dataset_size(path, name), str(path)]
+            [
+                name,
+                ",".join(sorted(groups_of.get(name, []))) or "-",
+                dataset,
+                split,
+                _dataset_size(path, name),
+                str(path),
+            ]
         )
     print(_table(rows) if len(rows) > 1 else "no tasks found under " + ", ".join(map(str, paths)))
     for _path, error in sorted(index.errors.items()):
@@ -230,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
     tasks = sub.add_parser("tasks", help="list tasks and groups (no dataset is loaded)")
-    tasks.add_argument("paths", nargs="*", help="folders to search (default: ./benchmarks)")
+    tasks.add_argument(
+        "paths", nargs="*", help="folders to search (default: ./benchmarks, else the catalog of pytest-lmms)"
+    )
     tasks.set_defaults(func=cmd_tasks)
     models = sub.add_parser("models", help="list model backends and aliases")
     models.set_defaults(func=cmd_models)

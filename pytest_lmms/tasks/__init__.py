@@ -1,6 +1,6 @@
 """Tasks: YAML definitions, dataset sources, prompts, scoring and aggregation."""
 
-from pytest_lmms.tasks._discover import TaskIndex, discover, load_task
+from pytest_lmms.tasks._discover import TaskIndex, catalog_path, default_search_paths, discover, load_task
 from pytest_lmms.tasks._sources import Source, open_source
 from pytest_lmms.tasks._spec import (
     DatasetError,
@@ -24,6 +24,8 @@ __all__ = [
     "TaskConfigError",
     "TaskIndex",
     "TaskSpec",
+    "catalog_path",
+    "default_search_paths",
     "discover",
     "is_task_file",
     "load_specs",

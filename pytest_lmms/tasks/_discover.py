@@ -51,6 +51,29 @@ class TaskIndex:
         return chosen
 
 
+CATALOG_VARIABLE = "PYTEST_LMMS_CATALOG"
+
+
+def catalog_path() -> Path | None:
+    """The benchmark catalog that comes with pytest-lmms: ``$PYTEST_LMMS_CATALOG`` when set,
+    else the ``benchmarks`` folder beside the package (a source checkout or an editable
+    install); None when neither exists."""
+    named = os.environ.get(CATALOG_VARIABLE)
+    if named:
+        return Path(named)
+    beside = Path(__file__).resolve().parents[2] / "benchmarks"
+    return beside if beside.is_dir() else None
+
+
+def default_search_paths() -> list[Path]:
+    """Where tasks are looked for when no path is given: ./benchmarks, else the catalog that
+    comes with the package, else the current folder."""
+    if Path("benchmarks").is_dir():
+        return [Path("benchmarks")]
+    catalog = catalog_path()
+    return [catalog] if catalog is not None else [Path(".")]
+
+
 def discover(paths: Sequence[str | Path]) -> TaskIndex:
     """Index every task and group YAML under ``paths`` (no dataset is loaded)."""
     index = TaskIndex()
@@ -99,7 +122,7 @@ def load_task(name_or_path: str | Path, search_paths: Sequence[str | Path] | Non
             raise TaskConfigError(f"{path}: choose one task with {path}::NAME (it defines: {names})")
         return Task(specs[0])
     if search_paths is None:
-        search_paths = [Path("benchmarks")] if Path("benchmarks").is_dir() else [Path(".")]
+        search_paths = default_search_paths()
     index = discover(search_paths)
     if text not in index.tasks:
         close = difflib.get_close_matches(text, sorted(index.tasks), n=3)

@@ -42,14 +42,15 @@ def test_tasks_lists_offline_tasks_with_group_size_and_yaml(capsys: pytest.Captu
     assert main(["tasks", str(OFFLINE)]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert captured.out.splitlines()[0].split() == ["task", "groups", "docs", "yaml"]
+    assert captured.out.splitlines()[0].split() == ["task", "groups", "dataset", "split", "docs", "yaml"]
     rows = table_rows(captured.out)
-    assert rows["shapes_count"][1:] == ["offline", "80", str(OFFLINE / "shapes.yaml")]
-    assert rows["shapes_color"][1:] == ["offline", "40", str(OFFLINE / "shapes.yaml")]
-    assert rows["motion"][1:3] == ["offline", "36"]
+    yaml = str(OFFLINE / "shapes.yaml")
+    assert rows["shapes_count"][1:] == ["offline", "shapes_count.jsonl", "test", "80", yaml]
+    assert rows["shapes_color"][1:] == ["offline", "shapes_color.jsonl", "test", "40", yaml]
+    assert rows["motion"][1:5] == ["offline", "motion.jsonl", "test", "36"]
     assert "group" not in rows  # the group file is not listed as a task
     for cells in rows.values():
-        assert Path(cells[3]).is_file()
+        assert Path(cells[5]).is_file()
 
 
 def test_tasks_console_script_prints_what_main_prints(
@@ -64,8 +65,8 @@ def test_tasks_console_script_prints_what_main_prints(
     )
     assert proc.returncode == 0, proc.stderr
     rows = table_rows(proc.stdout)
-    assert rows["shapes_count"][1:] == ["offline", "80", "benchmarks/offline/shapes.yaml"]
-    assert rows["shapes_color"][1:] == ["offline", "40", "benchmarks/offline/shapes.yaml"]
+    assert rows["shapes_count"][-2:] == ["80", "benchmarks/offline/shapes.yaml"]
+    assert rows["shapes_color"][-2:] == ["40", "benchmarks/offline/shapes.yaml"]
     monkeypatch.chdir(ROOT)
     assert main(["tasks", "benchmarks/offline"]) == 0
     assert capsys.readouterr().out == proc.stdout
@@ -87,8 +88,8 @@ def test_tasks_reports_broken_yaml_on_stderr_and_still_lists_good_tasks(
     captured = capsys.readouterr()
     rows = table_rows(captured.out)
     assert set(rows) == {"good", "also_good"}
-    assert rows["good"][1:] == ["-", "3", str(tmp_path / "good.yaml")]
-    assert rows["also_good"][2] == "3"
+    assert rows["good"][1] == "-" and rows["good"][-2:] == ["3", str(tmp_path / "good.yaml")]
+    assert rows["also_good"][-2] == "3"
     errors = captured.err.splitlines()
     assert len(errors) == 2, captured.err
     (schema,) = [line for line in errors if "schema.yaml" in line]
@@ -124,7 +125,7 @@ def test_tasks_shows_every_group_of_a_task_and_defaults_to_benchmarks(
     rows = table_rows(capsys.readouterr().out)
     assert set(rows) == {"t1", "t2"}
     assert rows["t1"][1] == "all_of_them,just_one" and rows["t2"][1] == "all_of_them"
-    assert rows["t1"][3] == str(Path("benchmarks") / "t1.yaml")
+    assert rows["t1"][-1] == str(Path("benchmarks") / "t1.yaml")
 
 
 def test_tasks_in_a_folder_without_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -121,3 +121,26 @@ def test_evaluate_maps_judge_and_baseline_keywords_and_restores_the_environment(
     assert result["config"]["baseline_model"] == "random:2"
     assert result["comparison"]["baseline_model"] == "random:2"
     assert "PYTEST_LMMS_RUN_DIR" not in os.environ
+
+
+def test_readme_snippet_runs_from_an_empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No path given: the catalog that comes with pytest-lmms is found from any folder."""
+    monkeypatch.chdir(tmp_path)
+    result = pytest_lmms.evaluate(model="random:0", tasks=["offline"], limit=20)
+    assert result["exit_code"] == 0
+    assert set(result["tasks"]) == {"shapes_count", "shapes_color", "motion"}
+    assert all(info["n"] == 20 and info["metrics"] for info in result["tasks"].values())
+    assert Path(result["results_file"]).resolve().is_relative_to(tmp_path.resolve() / "results")
+
+
+def test_tasks_command_lists_the_catalog_from_an_empty_folder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "pytest_lmms.cli", "tasks"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[2:]}
+    assert rows["mmbench_en_dev"][2:4] == ["lmms-lab/MMBench", "(en)"]
+    assert rows["shapes_count"][1:5] == ["offline", "shapes_count.jsonl", "test", "80"]
