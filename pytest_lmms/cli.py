@@ -1,5 +1,5 @@
 """The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack``,
-``submission`` and ``merge``."""
+``submission``, ``merge``, ``runs`` and ``show``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 
 def _dataset_of(task_path: Path, task_name: str) -> tuple[str, str]:
@@ -246,6 +249,79 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_text(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from pytest_lmms.report import list_runs
+
+    runs = list_runs(args.output)
+    if not runs:
+        print(f"no saved runs under {args.output}")
+        return 0
+    rows = [["run", "created", "model", "complete", "scores"]]
+    for run in runs:
+        complete = {None: "?", True: "yes", False: "no"}[run.complete]
+        scores = "  ".join(f"{task} {_score_text(value)}" for task, value in run.headline().items())
+        rows.append([run.path.name, run.created, run.model, complete, scores or "-"])
+    print(_table(rows))
+    return 0
+
+
+def _sample_text(record: dict[str, Any]) -> list[str]:
+    """A sample for a person: what the model saw, what it said, how it was scored."""
+    repeat = f"#r{record['repeat']}" if record.get("repeat") else ""
+    scores = record.get("scores") or {}
+    lines = [
+        f"== {record.get('task')}[{record.get('doc_id')}{repeat}]  "
+        + "  ".join(f"{name} {value:g}" for name, value in scores.items())
+    ]
+    prompt = record.get("prompt")
+    if isinstance(prompt, dict):
+        if prompt.get("text"):
+            lines.append("prompt:   " + str(prompt["text"]).replace("\n", "\n          "))
+        for media in prompt.get("media") or []:
+            lines.append(
+                f"media:    {media.get('kind', '?')} {media.get('path') or '-'} {media.get('sha256', '')}"
+            )
+        if prompt.get("choices"):
+            lines.append(f"choices:  {prompt['choices']}")
+    lines.append(f"target:   {record.get('target')!r}")
+    lines.append(f"response: {record.get('response')!r}")
+    if "extracted" in record:
+        lines.append(f"answer:   {record.get('extracted')!r}")
+    if record.get("judge_calls"):
+        lines.append(f"judge:    {record['judge_calls']} call(s)")
+    return lines
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pytest_lmms.report import resolve_run, sample_records
+
+    try:
+        run_dir = resolve_run(args.run, args.output)
+        results_file = run_dir / "results.json" if run_dir.is_dir() else run_dir
+        results = orjson.loads(results_file.read_bytes())
+        shown = 0
+        for record in sample_records(run_dir, args.task):
+            task_info = (results.get("tasks") or {}).get(record.get("task"), {})
+            primary = next(iter(task_info.get("metrics") or {}), None)
+            if args.doc is not None and str(record.get("doc_id")) != args.doc:
+                continue
+            if args.wrong and (primary is None or (record.get("scores") or {}).get(primary) != 0):
+                continue
+            print("\n".join(_sample_text(record)))
+            shown += 1
+            if args.limit and shown >= args.limit:
+                break
+    except (OSError, ValueError, orjson.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{shown} sample(s) from {run_dir}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -311,6 +387,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache-from", action="append", default=[], help="a shard's cache folder (repeatable)"
     )
     merge.set_defaults(func=cmd_merge)
+    runs = sub.add_parser("runs", help="list saved runs: time, model, complete or not, headline scores")
+    runs.add_argument("--output", default="results", help="the folder of run folders (default: results)")
+    runs.set_defaults(func=cmd_runs)
+    show = sub.add_parser("show", help="a saved run's samples: prompt, response, extracted answer, score")
+    show.add_argument("run", help="the run folder (or results.json), 'latest' or 'latest:MODEL'")
+    show.add_argument("--output", default="results", help="where 'latest' looks (default: results)")
+    show.add_argument("--task", default=None, help="only this task's samples")
+    show.add_argument("--wrong", action="store_true", help="only samples whose first metric is 0")
+    show.add_argument("--doc", default=None, help="only the sample(s) of this document id")
+    show.add_argument("--limit", type=int, default=0, help="at most N samples (0: all)")
+    show.set_defaults(func=cmd_show)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -70,7 +70,7 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "lmms_judge_model_args": ("judge_model_args", "backend arguments of the judge model as k=v,..."),
     "lmms_baseline": (
         "baseline",
-        "a previous run's results.json (or its folder): adds paired comparisons per task",
+        "a previous run's results.json (or its folder), 'latest' or 'latest:MODEL': paired comparisons per task",
     ),
     "lmms_fail_on_regression": (
         "fail_on_regression",
@@ -374,8 +374,15 @@ def build_run_config(config: pytest.Config) -> RunConfig:
     threads = _to_int(setting("lmms_decode_threads"), "--lmms-decode-threads", minimum=0)
     decode_threads = 2 if threads is None else threads
     baseline = setting("lmms_baseline")
-    if baseline is not None and not Path(baseline).exists():
-        raise pytest.UsageError(f"--baseline {baseline}: no such file or folder")
+    if baseline is not None:
+        from pytest_lmms.report import resolve_run
+
+        try:  # 'latest' / 'latest:MODEL': the newest saved run, found before this run writes any
+            baseline = resolve_run(baseline, setting("lmms_output") or DEFAULT_OUTPUT)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--baseline {baseline}: {exc}") from None
+        if not Path(baseline).exists():
+            raise pytest.UsageError(f"--baseline {baseline}: no such file or folder")
     baseline_model = setting("lmms_baseline_model")
     if baseline is not None and baseline_model is not None:
         raise pytest.UsageError(

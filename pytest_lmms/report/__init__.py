@@ -18,12 +18,14 @@ from pytest_lmms.report._results import (
     throughput,
     write_results,
 )
+from pytest_lmms.report._runs import RunEntry, find_latest, list_runs, resolve_run, sample_records
 from pytest_lmms.report._submission import build_submission, write_submission
 from pytest_lmms.report._table import format_table
 
 __all__ = [
     "FailUnder",
     "GateFailure",
+    "RunEntry",
     "SavedRun",
     "check_fail_under",
     "check_regressions",
@@ -35,11 +37,15 @@ __all__ = [
     "SamplesWriter",
     "build_submission",
     "default_run_name",
+    "find_latest",
     "format_table",
     "git_commit",
+    "list_runs",
     "package_versions",
     "read_samples",
     "regression_p_value",
+    "resolve_run",
+    "sample_records",
     "throughput",
     "write_results",
     "write_submission",
