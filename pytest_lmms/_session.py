@@ -98,6 +98,11 @@ class ModelRunner:
             )
         return self._engine
 
+    @property
+    def started_engine(self) -> Engine | None:
+        """The engine if one was built (reading it never builds one)."""
+        return self._engine
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
@@ -316,6 +321,17 @@ class LmmsSession:
         else:
             self.writer.write(result)
             self.results.append(SampleResult.from_json(result))
+
+    def request_counters(self) -> dict[str, int]:
+        """The engines' request counts summed over the run's models (for the progress view);
+        empty before any engine exists, so nothing is started to read them."""
+        out: dict[str, int] = {}
+        for model in [*self.models, *self.models_extra]:
+            engine = model.started_engine
+            if engine is not None:
+                for name, value in engine.counters().items():
+                    out[name] = out.get(name, 0) + value
+        return out
 
     def close(self) -> None:
         for model in [*self.models, *self.models_extra]:

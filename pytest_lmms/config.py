@@ -268,6 +268,22 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help="with -n: pin each xdist worker to its own N visible GPUs (CUDA_VISIBLE_DEVICES)",
     )
+    # Display only (they change no result): command line, not run settings.
+    group.addoption(
+        "--lmms-progress",
+        dest="lmms_progress",
+        choices=("auto", "live", "lines", "off"),
+        default="auto",
+        help="progress: a live status area on a terminal, a plain line every interval in logs (auto), or off",
+    )
+    group.addoption(
+        "--lmms-progress-interval",
+        dest="lmms_progress_interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between progress lines (default 30) or status area refreshes (default 0.5)",
+    )
     group.addoption(
         "--lmms-config",
         dest="lmms_config",

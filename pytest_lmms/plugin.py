@@ -43,6 +43,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = state
     if not state.is_worker:
         config.pluginmanager.register(ResultCollector(state), "lmms-result-collector")
+        from pytest_lmms.report import ProgressReporter
+
+        progress = ProgressReporter(
+            config,
+            mode=config.getoption("lmms_progress"),
+            interval=config.getoption("lmms_progress_interval"),
+            requests=state.request_counters,
+        )
+        config.pluginmanager.register(progress, "lmms-progress")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
 

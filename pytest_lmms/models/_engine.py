@@ -74,6 +74,18 @@ class Engine:
     def backend_started(self) -> bool:
         return self._backend is not None
 
+    def counters(self) -> dict[str, int]:
+        """Counts for a progress view: the engine's, the backend's own where it keeps them
+        (``in_flight``, ``retries``, ``rate_limited``), and whether the backend is starting."""
+        out = {"requests": self.stats.requests, "model_calls": self.stats.model_calls}
+        backend = self._backend
+        out["starting"] = int(backend is None and self._thread is not None)
+        for name in ("in_flight", "retries", "rate_limited"):
+            value = getattr(backend, name, None)
+            if isinstance(value, int):
+                out[name] = value
+        return out
+
     def plan(self, entries: Sequence[tuple[str, Request]]) -> None:
         """Register requests in the order they will be needed; cache hits resolve at once."""
         new = [(key, req) for key, req in entries if key not in self._futures]

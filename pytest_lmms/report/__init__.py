@@ -9,6 +9,7 @@ from pytest_lmms.report._gates import (
     regression_p_value,
 )
 from pytest_lmms.report._merge import merge_runs
+from pytest_lmms.report._progress import ProgressReporter, ProgressState
 from pytest_lmms.report._results import (
     SamplesWriter,
     default_run_name,
@@ -34,6 +35,8 @@ __all__ = [
     "format_comparisons",
     "load_run",
     "merge_runs",
+    "ProgressReporter",
+    "ProgressState",
     "SamplesWriter",
     "build_submission",
     "default_run_name",

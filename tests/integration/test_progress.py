@@ -1,0 +1,155 @@
+"""Progress of a run: the live status area on a terminal, bounded lines in a log, -q quiet."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_lmms.report._progress import ANSI, LiveArea, ProgressState
+from tests.helpers import SCRIPTED_BACKEND, qa_rows, qa_task_yaml, write_jsonl
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_counts_rate_and_eta_from_sample_reports() -> None:
+    clock = FakeClock()
+    state = ProgressState(clock=clock)
+    state.planned("qa", 40)
+    assert "waiting for the first answer" not in state.overall()  # no phase set yet: collecting
+    clock.now += 3.0  # the model starts: not part of the rate
+    for index in range(10):
+        state.sample_done(
+            {
+                "task": "qa",
+                "scores": {"exact_match": float(index % 2)},
+                "cached": index < 4,
+                "output_tokens": 3,
+            }
+        )
+        clock.now += 0.5
+    state.sample_failed("qa")
+    # 11 done in 5 s since the first answer: 2.2/s, 29 left -> 13 s
+    assert state.overall() == "11/40 samples  4 cached  1 failed  elapsed 0:08  ETA 0:13"
+    assert state.rates() == "2.2 samples/s  6 output tokens/s"
+    assert state.task_lines() == ["qa  11/40  cached 4  failed 1  exact_match 0.5000"]
+
+
+def test_live_area_stays_below_pytest_output_and_is_cleared_at_the_end() -> None:
+    clock = FakeClock()
+    screen = io.StringIO()
+    lines = ["qa  1/2", "1/2 samples"]
+    area = LiveArea(screen, lambda: lines, lambda: 80, clock=clock, min_interval=1.0)
+    area.write("qa.yaml ")
+    # drawn under the partial line, cursor back at its end (column 9)
+    assert screen.getvalue() == "qa.yaml \nqa  1/2\n1/2 samples\x1b[2A\x1b[9G"
+    screen.truncate(0), screen.seek(0)
+    area.write(".")  # a status letter: the area is left alone (redrawn only when due)
+    assert screen.getvalue() == "."
+    clock.now += 2
+    screen.truncate(0), screen.seek(0)
+    area.write(".")
+    assert screen.getvalue() == ".\x1b[J\nqa  1/2\n1/2 samples\x1b[2A\x1b[11G"
+    screen.truncate(0), screen.seek(0)
+    area.write(" [100%]\n")  # ends the line: cleared first, then drawn from the new empty line
+    assert screen.getvalue() == "\x1b[J [100%]\nqa  1/2\n1/2 samples\x1b[1A\x1b[1G"
+    screen.truncate(0), screen.seek(0)
+    area.close()
+    area.write("summary\n")
+    assert screen.getvalue() == "\x1b[Jsummary\n"
+
+
+def scripted_project(path: Path, n: int = 6) -> None:
+    (path / "conftest.py").write_text(SCRIPTED_BACKEND)
+    (path / "pytest.ini").write_text("[pytest]\n")
+    write_jsonl(path / "qa.jsonl", qa_rows(n, wrong=[1], fail=[4]))
+    (path / "qa.yaml").write_text(qa_task_yaml("qa", "qa.jsonl"))
+
+
+def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> str:
+    """Run a command with a pseudo-terminal as its stdout/stderr and return all it wrote."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=10)
+    os.close(master)
+    return out.decode(errors="replace")
+
+
+def test_a_terminal_shows_the_status_area_and_ends_with_the_summary(tmp_path: Path) -> None:
+    scripted_project(tmp_path)
+    output = run_in_terminal(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--model=scripted:m1",
+            "-p",
+            "no:cacheprovider",
+            "--lmms-progress-interval=0",
+        ],
+        tmp_path,
+    )
+    plain = ANSI.sub("", output).replace("\r", "")
+    # the area: per task done/total, cached, failed and running score; rate and ETA
+    assert re.search(r"qa  6/6  cached 0  failed 1  exact_match 0\.8000", plain), plain
+    assert re.search(r"6/6 samples  0 cached  1 failed  elapsed 0:\d\d  ETA 0:00", plain)
+    assert re.search(r"\d+\.\d samples/s  \d+ output tokens/s", plain)
+    # cleared before the summary, which comes last and whole
+    summary_at = output.index("pytest-lmms results")
+    assert output.rfind("\x1b[J", 0, summary_at) > output.rfind("samples/s", 0, summary_at)
+    assert "samples/s" not in output[summary_at:]
+    assert re.search(r"qa\s+exact_match\s+0\.8000", plain[plain.index("pytest-lmms results") :])
+
+
+def test_a_log_gets_bounded_progress_lines_and_q_gets_none(lmms_project: pytest.Pytester) -> None:
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(6, fail=[4]))
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    every_sample = lmms_project.runpytest("--model=scripted:m1", "--lmms-progress-interval=0")
+    progress = [line for line in every_sample.outlines if line.startswith("pytest-lmms: ")]
+    assert [line.split()[1] for line in progress] == [f"{k}/6" for k in range(1, 7)]
+    assert "1 failed" in progress[-1] and "ETA" in progress[-1]
+    # the default interval (30 s) bounds the lines: a short run prints none
+    started = time.monotonic()
+    default = lmms_project.runpytest("--model=scripted:m1")
+    bound = int((time.monotonic() - started) / 30)
+    assert len([line for line in default.outlines if line.startswith("pytest-lmms: ")]) <= bound
+    quiet = lmms_project.runpytest("--model=scripted:m1", "--lmms-progress-interval=0", "-q")
+    assert not [line for line in quiet.outlines if line.startswith("pytest-lmms: ")]
+    off = lmms_project.runpytest("--model=scripted:m1", "--lmms-progress-interval=0", "--lmms-progress=off")
+    assert not [line for line in off.outlines if line.startswith("pytest-lmms: ")]
