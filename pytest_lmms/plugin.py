@@ -52,6 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
             requests=state.request_counters,
         )
         config.pluginmanager.register(progress, "lmms-progress")
+        from pytest_lmms.report import FailureGrouper
+
+        config.pluginmanager.register(FailureGrouper(), "lmms-failure-groups")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
 

@@ -1,6 +1,7 @@
 """What a run reports: terminal table, results.json and samples JSONL files."""
 
 from pytest_lmms.report._compare import SavedRun, compare_runs, compare_task, format_comparisons, load_run
+from pytest_lmms.report._failures import FailureGrouper, group_failures
 from pytest_lmms.report._gates import (
     FailUnder,
     GateFailure,
@@ -25,6 +26,7 @@ from pytest_lmms.report._table import format_table
 
 __all__ = [
     "FailUnder",
+    "FailureGrouper",
     "GateFailure",
     "RunEntry",
     "SavedRun",
@@ -43,6 +45,7 @@ __all__ = [
     "find_latest",
     "format_table",
     "git_commit",
+    "group_failures",
     "list_runs",
     "package_versions",
     "read_samples",

@@ -153,3 +153,34 @@ def test_a_log_gets_bounded_progress_lines_and_q_gets_none(lmms_project: pytest.
     assert not [line for line in quiet.outlines if line.startswith("pytest-lmms: ")]
     off = lmms_project.runpytest("--model=scripted:m1", "--lmms-progress-interval=0", "--lmms-progress=off")
     assert not [line for line in off.outlines if line.startswith("pytest-lmms: ")]
+
+
+def test_repeated_failures_are_grouped_once_with_their_count_and_first_ids(
+    lmms_project: pytest.Pytester,
+) -> None:
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(40, fail=list(range(30)) + [35]))
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    result = lmms_project.runpytest("--model=scripted:m1")
+    result.assert_outcomes(passed=9, failed=31)  # pytest's own counts are untouched
+    result.stdout.fnmatch_lines(
+        [
+            "*pytest-lmms repeated failures*",
+            "31 samples failed: model call failed: RuntimeError: server said no to <doc>",
+            "  qa.yaml::qa[[]0[]], qa.yaml::qa[[]1[]], qa.yaml::qa[[]2[]], qa.yaml::qa[[]3[]], qa.yaml::qa[[]4[]] and 26 more",
+            "*pytest-lmms results*",
+        ]
+    )
+    # each failure is not listed again, neither in FAILURES nor in the short summary
+    assert not [line for line in result.outlines if "server said no to 7" in line]
+    assert len(result.outlines) < 60
+    # --lf still knows every failure
+    rerun = lmms_project.runpytest("--model=scripted:m1", "--lf", "--collect-only", "-q")
+    rerun.stdout.fnmatch_lines(["31 tests collected*"])
+
+
+def test_a_few_failures_are_shown_as_pytest_shows_them(lmms_project: pytest.Pytester) -> None:
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(6, fail=[1, 2, 3]))
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    result = lmms_project.runpytest("--model=scripted:m1")
+    assert "pytest-lmms repeated failures" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["FAILED qa.yaml::qa[[]2[]] - qa[[]2[]]: model call failed*"])
