@@ -12,6 +12,8 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
+from pytest_lmms.scoring._extracted import extracted
+
 Metric = Callable[..., float]
 """A metric: ``fn(prediction: str, target: Any, **kwargs) -> float``."""
 
@@ -259,7 +261,7 @@ def _targets(target: Any) -> list[Any]:
 @metric("exact_match")
 def exact_match(prediction: str, target: Any, **kwargs: Any) -> float:
     """1.0 when the normalized prediction equals a normalized target (a list: any of them)."""
-    predicted = normalize_answer(prediction)
+    predicted = extracted(normalize_answer(prediction))
     return float(any(predicted == normalize_answer(str(t)) for t in _targets(target)))
 
 
@@ -291,7 +293,7 @@ def choice_accuracy(
     The target is a letter (``"B"``, ``"(b)"``) or a 0-based index. An unreadable target is bad
     data and raises ``ValueError``.
     """
-    picked = extract_choice(prediction, n_choices=n_choices, choices=choices)
+    picked = extracted(extract_choice(prediction, n_choices=n_choices, choices=choices))
     return float(picked is not None and picked == _target_letter(target))
 
 
@@ -320,7 +322,7 @@ def number_match(prediction: str, target: Any, *, tolerance: float = 1e-6, **kwa
     its members; a string target that ``float()`` rejects (``"1,000"``) is read with
     :func:`extract_number`. No number in the prediction gives 0.0.
     """
-    predicted = extract_number(prediction)
+    predicted = extracted(extract_number(prediction))
     if predicted is None:
         return 0.0
     return float(any(math.isclose(predicted, _target_number(t), rel_tol=tolerance) for t in _targets(target)))

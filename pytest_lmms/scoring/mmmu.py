@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pytest_lmms.scoring._extracted import extracted
 from pytest_lmms.scoring._metrics import seeded_choice
 
 __all__ = [
@@ -137,7 +138,7 @@ def parse_multi_choice(response: str, options: Sequence[str], question_id: str) 
     seeded pick. None only for a question without options."""
     if not options:
         return None
-    return find_choice(response, options) or fallback_choice(question_id, options)
+    return extracted(find_choice(response, options) or fallback_choice(question_id, options))
 
 
 # ---- open questions -------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def parse_open_response(response: str, *, extended_indicators: bool = False) -> 
     keys = key_subresponses(response, extended_indicators=extended_indicators)
     candidates = keys + [number for key in keys for number in extract_numbers(key)]
     normalized = [value for candidate in candidates for value in normalize_str(candidate)]
-    return list(dict.fromkeys(normalized))
+    return extracted(list(dict.fromkeys(normalized)))
 
 
 def gold_answers(answer: Any) -> list[str]:

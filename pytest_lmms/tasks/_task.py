@@ -349,6 +349,17 @@ class Task:
             )
         return out
 
+    def score_and_answer(
+        self, doc: Mapping[str, Any], response_text: str, judge: Any = None
+    ) -> tuple[dict[str, float], Any]:
+        """The scores of one response and the answer its scorers read out of it (what they
+        noted with ``pytest_lmms.scoring.extracted``; None when nothing was noted)."""
+        from pytest_lmms.scoring import recording_extracted
+
+        with recording_extracted() as record:
+            scores = self.score(doc, response_text, judge=judge)
+        return scores, record.value
+
     def aggregate(self, results: Sequence[SampleResult]) -> dict[str, Estimate]:
         from pytest_lmms import stats
 

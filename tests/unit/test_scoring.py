@@ -37,18 +37,21 @@ def test_public_api_is_explicit() -> None:
             "JudgeError",
             "JudgePrompt",
             "Metric",
+            "Recording",
             "WordAlignment",
             "align_words",
             "available_metrics",
             "corpus_wer",
             "extract_choice",
             "extract_number",
+            "extracted",
             "get_metric",
             "metric",
             "normalize_answer",
             "normalize_basic",
             "normalize_english",
             "parse_reasoning_tags",
+            "recording_extracted",
             "seeded_choice",
             "standardize_numbers",
             "standardize_spellings",
@@ -498,3 +501,19 @@ def test_builtin_metrics_ignore_unknown_kwargs(name: str) -> None:
     score = get_metric(name)("B", "B", unrelated=True, choices=None)
     assert score in (0.0, 1.0)
     assert isinstance(score, float)
+
+
+def test_the_answer_a_metric_reads_is_recorded_while_scoring_only() -> None:
+    with scoring.recording_extracted() as record:
+        assert scoring.get_metric("choice_accuracy")("I think (B).", "C", choices=["x", "y", "z"]) == 0.0
+    assert record.noted and record.value == "B"
+    with scoring.recording_extracted() as record:
+        scoring.get_metric("number_match")("about 1,000 apples", 1000)
+    assert record.value == 1000.0
+    with scoring.recording_extracted() as record:
+        scoring.get_metric("choice_accuracy")("no idea", "A", choices=["x", "y"])
+    assert record.noted and record.value is None  # read, and nothing found: not "not recorded"
+    with scoring.recording_extracted() as record:
+        pass
+    assert not record.noted
+    assert scoring.extracted("free") == "free"  # outside scoring: a no-op that passes the value on
