@@ -1,5 +1,5 @@
 """The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack``,
-``submission``, ``merge``, ``runs`` and ``show``."""
+``submission``, ``merge``, ``runs``, ``show`` and ``download``."""
 
 from __future__ import annotations
 
@@ -249,6 +249,36 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from pytest_lmms.tasks import TaskConfigError, TaskSpec, default_search_paths, discover, load_specs
+    from pytest_lmms.tasks._local import download
+    from pytest_lmms.tasks._sources import HFSource, open_source
+
+    index = discover([Path(p) for p in args.tasks_dir] or default_search_paths())
+    try:
+        names = sorted(index.select(args.tasks))
+    except TaskConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failures = 0
+    for name in names:
+        spec = next(s for s in load_specs(index.tasks[name]) if isinstance(s, TaskSpec) and s.name == name)
+        source = open_source(spec)
+        if not isinstance(source, HFSource) or source.folder is not None:
+            print(f"{name}: reads {spec.dataset_path} from disk: nothing to download")
+            continue
+        try:
+            done = download(spec, args.out, overwrite=args.overwrite)
+        except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
+            failures += 1
+            print(f"error: {name}: {spec.dataset_path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        print(f"{name}: {done.rows} rows -> {done.path} ({done.seconds:.1f} s)")
+    if failures:
+        print(f"{failures} task(s) not downloaded", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _score_text(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -387,6 +417,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache-from", action="append", default=[], help="a shard's cache folder (repeatable)"
     )
     merge.set_defaults(func=cmd_merge)
+    download_parser = sub.add_parser(
+        "download",
+        help="save tasks' hub datasets at their pinned revisions as local copies (for --lmms-data)",
+    )
+    download_parser.add_argument("tasks", nargs="+", help="task names, groups or globs")
+    download_parser.add_argument("--out", required=True, help="the folder of local copies (--lmms-data DIR)")
+    download_parser.add_argument(
+        "--tasks-dir", action="append", default=[], help="folder to find tasks in (default: the catalog)"
+    )
+    download_parser.add_argument("--overwrite", action="store_true", help="download copies that exist again")
+    download_parser.set_defaults(func=cmd_download)
     runs = sub.add_parser("runs", help="list saved runs: time, model, complete or not, headline scores")
     runs.add_argument("--output", default="results", help="the folder of run folders (default: results)")
     runs.set_defaults(func=cmd_runs)

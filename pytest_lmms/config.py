@@ -28,6 +28,11 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "lmms_cache": ("cache", f"response cache directory (default: {DEFAULT_CACHE})"),
     "lmms_output": ("output", f"directory for results.json and samples files (default: {DEFAULT_OUTPUT})"),
     "lmms_run_name": ("run_name", "name of this run's results folder (default: time and model)"),
+    "lmms_data": (
+        "data",
+        "folder of local dataset copies (pytest-lmms download): hub datasets are read from it "
+        "(default: $PYTEST_LMMS_DATA)",
+    ),
     "lmms_seed": ("seed", f"seed for Python, NumPy and torch (default: {DEFAULT_SEED})"),
     "lmms_reasoning_tags": (
         "reasoning_tags",
@@ -106,6 +111,7 @@ class RunConfig:
     shard: tuple[int, int] | None = None
     frame_cache_dir: Path | None = None
     judge_model_args: Mapping[str, str] = field(default_factory=dict)
+    data_dir: Path | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +139,7 @@ class RunConfig:
             "frame_cache_dir": str(self.frame_cache_dir) if self.frame_cache_dir else None,
             "judge_model": self.judge_model,
             "judge_model_args": _redact(self.judge_model_args),
+            "data_dir": str(self.data_dir) if self.data_dir else None,
         }
 
 
@@ -165,6 +172,9 @@ def add_options(parser: pytest.Parser) -> None:
         "--lmms-output", dest="lmms_output", default=None, metavar="DIR", help=_SETTINGS["lmms_output"][1]
     )
     group.addoption("--lmms-run-name", dest="lmms_run_name", default=None, help=_SETTINGS["lmms_run_name"][1])
+    group.addoption(
+        "--lmms-data", dest="lmms_data", default=None, metavar="DIR", help=_SETTINGS["lmms_data"][1]
+    )
     group.addoption("--lmms-seed", dest="lmms_seed", default=None, help=_SETTINGS["lmms_seed"][1])
     group.addoption(
         "--lmms-reasoning-tags",
@@ -428,6 +438,7 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         shard=shard,
         frame_cache_dir=Path(setting("lmms_frame_cache")) if setting("lmms_frame_cache") else None,
         judge_model_args=parse_kv(setting("lmms_judge_model_args"), "--judge-model-args"),
+        data_dir=_data_dir(setting("lmms_data")),
         model=str(setting("lmms_model") or DEFAULT_MODEL),
         model_args=parse_kv(setting("lmms_model_args"), "--model-args"),
         tasks=tasks,
@@ -441,6 +452,15 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         config_file=Path(file_path) if file_path else None,
         environment={str(k): str(v) for k, v in environment.items()},
     )
+
+
+def _data_dir(value: Any) -> Path | None:
+    from pytest_lmms.tasks._local import data_dir_from_environment
+
+    folder = Path(value) if value else data_dir_from_environment()
+    if folder is not None and not folder.is_dir():
+        raise pytest.UsageError(f"--lmms-data {folder}: no such folder (make it with pytest-lmms download)")
+    return folder
 
 
 GEN_OVERRIDES = {

@@ -97,7 +97,7 @@ class TaskFile(pytest.File):
             if isinstance(spec, GroupSpec) or not state.selected(spec.name):
                 continue
             try:
-                task = Task(spec)
+                task = Task(spec, data_dir=state.run.data_dir)
                 doc_ids = task.doc_ids(limit=state.run.limit)
             except Exception as exc:  # noqa: BLE001 - reported on the task's own item
                 yield TaskErrorItem.from_parent(self, name=spec.name, error=str(exc), task_name=spec.name)

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import orjson
 
-from pytest_lmms.types import SampleResult
+from pytest_lmms.types import MediaPart, Request, SampleResult, VideoSampling
 
 
 def default_run_name(model: str, started: float) -> str:
@@ -47,6 +47,29 @@ class SamplesWriter:
         for handle in self._files.values():
             handle.close()
         self._files.clear()
+
+
+def prompt_record(request: Request) -> dict[str, Any]:
+    """What the model was shown, for a person reading the run folder: the prompt text (the
+    messages' text, roles marked when there are several), each medium with its path (None
+    for media held in memory), content hash and, for videos, the frame sampling; the choices."""
+    media: list[dict[str, Any]] = []
+    for message in request.messages:
+        for part in message.content:
+            if isinstance(part, MediaPart):
+                entry: dict[str, Any] = {
+                    "kind": part.type,
+                    "path": str(part.media.path) if part.media.path is not None else None,
+                    "sha256": part.media.content_hash,
+                }
+                if part.type == "video":
+                    entry["sampling"] = (part.sampling or VideoSampling()).as_dict()
+                media.append(entry)
+    if len(request.messages) == 1:
+        text = request.messages[0].text
+    else:
+        text = "\n".join(f"[{m.role}] {m.text}" for m in request.messages)
+    return {"text": text, "media": media, "choices": list(request.choices) or None}
 
 
 def read_samples(path: str | Path) -> list[SampleResult]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pytest_lmms.tasks._local import download_command, local_copy_path
 from pytest_lmms.tasks._spec import DatasetError, TaskSpec, _where
 
 if TYPE_CHECKING:
@@ -156,9 +157,10 @@ class ParquetSource(Source):
 class HFSource(Source):
     """A ``datasets`` dataset: a folder written by ``save_to_disk`` or a hub id."""
 
-    def __init__(self, spec: TaskSpec, folder: Path | None) -> None:
+    def __init__(self, spec: TaskSpec, folder: Path | None, data_dir: Path | None = None) -> None:
         super().__init__(spec)
         self.folder = folder
+        self.data_dir = data_dir
         self._dataset: Any = None
 
     def describe(self) -> str:
@@ -167,25 +169,47 @@ class HFSource(Source):
 
     def dataset(self) -> Any:
         if self._dataset is None:
-            if self.folder is None:
+            if self.folder is None and self.data_dir is None:
                 use_offline_hub_when_unreachable()
             import datasets
 
             if self.folder is not None:
                 loaded = datasets.load_from_disk(str(self.folder))
+            elif self.data_dir is not None:
+                loaded = datasets.load_from_disk(str(self._local_copy()))
             else:
-                loaded = datasets.load_dataset(
-                    self.spec.dataset_path,
-                    self.spec.dataset_name,
-                    split=self.spec.test_split,
-                    **dict(self.spec.dataset_kwargs),
-                )
+                try:
+                    loaded = datasets.load_dataset(
+                        self.spec.dataset_path,
+                        self.spec.dataset_name,
+                        split=self.spec.test_split,
+                        **dict(self.spec.dataset_kwargs),
+                    )
+                except Exception as exc:
+                    reason = hub_unreachable_reason()
+                    if reason is None:
+                        raise
+                    raise self._fail(
+                        f"the Hugging Face hub is unreachable ({reason}) and the dataset is not in the "
+                        f"local cache ({type(exc).__name__}); on a machine with network run "
+                        f"`{download_command(self.spec)}`, then pass --lmms-data DIR here"
+                    ) from exc
             if isinstance(loaded, datasets.DatasetDict):
                 if self.spec.test_split not in loaded:
                     raise self._fail(f"split {self.spec.test_split!r} not in {sorted(loaded)}")
                 loaded = loaded[self.spec.test_split]
             self._dataset = loaded
         return self._dataset
+
+    def _local_copy(self) -> Path:
+        assert self.data_dir is not None
+        copy = local_copy_path(self.data_dir, self.spec)
+        if not copy.is_dir():
+            raise self._fail(
+                f"no local copy in --lmms-data {self.data_dir} (looked for {copy}); on a machine with "
+                f"network run `{download_command(self.spec).replace('DIR', str(self.data_dir))}`"
+            )
+        return copy
 
     def _read_ids(self, limit: int | None) -> list[str]:
         dataset = self.dataset()
@@ -322,7 +346,8 @@ def lance_path(folder: Path, raw: str) -> Path:
     return path if path.is_absolute() else folder / path
 
 
-def open_source(spec: TaskSpec) -> Source:
+def open_source(spec: TaskSpec, data_dir: Path | None = None) -> Source:
+    """The source of a task's documents; ``data_dir`` holds local copies of hub datasets."""
     raw = spec.dataset_path or ""
     if raw.startswith(LANCE_SCHEME):
         dataset = lance_path(spec.folder, raw)
@@ -355,4 +380,4 @@ def open_source(spec: TaskSpec) -> Source:
         raise DatasetError(
             f"{_where(spec.source_path)}: task '{spec.name}': dataset_path {raw!r}: no such path {path}"
         )
-    return HFSource(spec, None)
+    return HFSource(spec, None, data_dir)

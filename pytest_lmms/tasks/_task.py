@@ -120,8 +120,11 @@ def to_media(value: Any, kind: str, folder: Path) -> MediaRef:
 class Task:
     """One benchmark task: documents, prompts, targets, scoring and aggregation."""
 
-    def __init__(self, spec: TaskSpec) -> None:
+    def __init__(self, spec: TaskSpec, data_dir: str | Path | None = None) -> None:
+        """``data_dir``: a folder of local copies (``pytest-lmms download``); a hub dataset
+        is then read from its copy there, never from the hub."""
         self.spec = spec
+        self.data_dir = Path(data_dir) if data_dir is not None else None
         self.name = spec.name
         self.path = spec.source_path
         where = f"{_where(spec.source_path)}: task '{spec.name}'"
@@ -186,7 +189,7 @@ class Task:
     @property
     def source(self) -> Source:
         if self._source is None:
-            self._source = open_source(self.spec)
+            self._source = open_source(self.spec, self.data_dir)
         return self._source
 
     def doc_ids(self, limit: int | None = None) -> list[str]:
