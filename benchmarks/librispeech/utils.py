@@ -8,18 +8,64 @@ distance, and summed errors over summed reference words, in percent.
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Sequence
+import wave
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from pytest_lmms.media import decode_audio, decoded_cell_bytes, wav_bytes
 from pytest_lmms.scoring import normalize_basic, normalize_english, word_errors
+from pytest_lmms.types import MediaRef
 
 PROMPT = "Please recognize the speech and only output the recognized content:"
+# LibriSpeech was recorded at 16 kHz; the hub copy's newer revisions store it upsampled to
+# 192 kHz, twelve times the bytes for no more signal. Speech models take 16 kHz.
+SAMPLE_RATE = 16000
+
+
+def _cell_bytes(cell: Any) -> bytes | None:
+    """The audio file's bytes, whatever form ``datasets`` or a local copy gives the cell in."""
+    decoded = decoded_cell_bytes(cell)
+    if decoded is not None:
+        return decoded
+    if isinstance(cell, (bytes, bytearray)):
+        return bytes(cell)
+    if isinstance(cell, Mapping):
+        if cell.get("bytes"):
+            return bytes(cell["bytes"])
+        cell = cell.get("path")
+    if isinstance(cell, (str, Path)) and Path(cell).is_file():
+        return Path(cell).read_bytes()
+    return None
+
+
+def _wav_rate(data: bytes) -> int | None:
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    try:
+        with wave.open(io.BytesIO(data)) as audio:
+            return audio.getframerate()
+    except (wave.Error, EOFError):
+        return None
+
+
+def audio_at_16_khz(cell: Any) -> Any:
+    """The cell unchanged when it is a 16 kHz WAV (or cannot be read here: the harness then
+    names it), else a lazy 16-bit mono WAV resampled to 16 kHz."""
+    data = _cell_bytes(cell)
+    if data is None or _wav_rate(data) == SAMPLE_RATE:
+        return cell
+    source = MediaRef("audio", data)
+    return MediaRef(
+        "audio", lambda: wav_bytes(decode_audio(source, SAMPLE_RATE), SAMPLE_RATE), mime="audio/wav"
+    )
 
 
 def doc_to_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     content = [
-        {"type": "audio", "audio": doc["audio"]},
+        {"type": "audio", "audio": audio_at_16_khz(doc["audio"])},
         {"type": "text", "text": PROMPT},
     ]
     return [{"role": "user", "content": content}]

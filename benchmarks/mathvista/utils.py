@@ -10,7 +10,9 @@ and compared with the answer string.
 Extraction is rules first (the official quick rules, then "the answer is X", ``\\boxed{X}``,
 a choice letter or text, the last number, the last ``[...]`` list); only when they read
 nothing and a judge is given is the judge asked, with the official extraction prompt.
-Without a judge, a response the rules cannot read is wrong.
+Without a judge, a multiple-choice response the rules cannot read is itself the extraction,
+which the official normalization maps to the nearest choice by edit distance; any other
+response the rules cannot read is wrong.
 """
 
 from __future__ import annotations
@@ -303,6 +305,10 @@ def process_results(doc: dict[str, Any], response: str, judge: Any = None) -> di
     extraction = extract_by_rules(response, doc)
     if extraction is None and judge is not None and response.strip():
         extraction = judge.ask(EXTRACT_PROMPT, query=build_query(doc), response=response.strip()).strip()
+    if extraction is None and judge is None and doc["question_type"] == "multi_choice":
+        # no judge to extract with: the response itself goes to the official normalization,
+        # which maps text that is no option letter to the nearest choice ("6 cm" -> "6cm")
+        extraction = response.strip()
     # an empty extraction is wrong (the official code would map it to the nearest choice)
     prediction = normalize_extraction(extraction, doc) if extraction else None
     right = float(prediction is not None and prediction == str(doc["answer"]))

@@ -57,12 +57,30 @@ L2_ABBREVIATIONS = {
 }
 
 
+# lmms-lab/MMBench stores an absent option or hint as the string "nan" (what pandas wrote
+# for an empty TSV cell); other copies have None or a float NaN. All three mean "absent".
+ABSENT_STRINGS = ("", "nan")
+
+
 def _present(value: Any) -> bool:
     return (
         value is not None
         and not (isinstance(value, float) and math.isnan(value))
-        and str(value).strip() != ""
+        and str(value).strip().lower() not in ABSENT_STRINGS
     )
+
+
+# lmms-lab/MMBench spells the level-2 column "L2-category"; the official TSVs and other hub
+# copies (HuggingFaceM4/MMBench, lmms-lab/MMBench_EN) spell it "l2-category".
+L2_COLUMNS = ("L2-category", "l2-category")
+
+
+def l2_category(doc: dict[str, Any]) -> str:
+    """The level-2 ability, under either spelling of its column ("" when neither is there)."""
+    for column in L2_COLUMNS:
+        if _present(doc.get(column)):
+            return str(doc[column])
+    return ""
 
 
 def options(doc: dict[str, Any]) -> list[str]:
@@ -116,7 +134,7 @@ def process_results(doc: dict[str, Any], response: str, judge: Any = None) -> di
     picked = match_option(doc, response, judge)
     right = float(picked is not None and picked == str(doc["answer"]).strip().upper())
     scores = {"accuracy": right, "circular_accuracy": right}
-    l2 = str(doc.get("l2-category") or "")
+    l2 = l2_category(doc)
     if l2:
         scores[f"l2_{L2_ABBREVIATIONS.get(l2, _slug(l2))}"] = right
     if doc.get("category"):
@@ -134,6 +152,7 @@ def circular_accuracy(results: Sequence[Any], metric: str = "circular_accuracy")
     return sum(all(r.scores[metric] == 1.0 for r in group) for group in groups) / len(groups)
 
 
+# the evaluation server's columns (the official TSV's, lower-case "l2-category")
 SUBMISSION_COLUMNS = ("index", "question", "hint", "A", "B", "C", "D", "category", "l2-category")
 
 
@@ -148,6 +167,8 @@ def submission(results: Sequence[Any], doc: Callable[[str], dict[str, Any]]) -> 
             continue
         source = doc(result.doc_id)
         row = {column: _cell(source.get(column)) for column in SUBMISSION_COLUMNS}
+        row["index"] = int(source["index"])  # a string in lmms-lab/MMBench's en config
+        row["l2-category"] = l2_category(source) or None
         row["prediction"] = result.response
         rows.append(row)
     return rows

@@ -26,15 +26,44 @@ PERCEPTION = (
     "OCR",
 )
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
+# lmms-eval (tasks/mme/utils.py, mme_doc_to_text with its default post_prompt) removes the
+# dataset's own instruction from the question and appends its short-answer instruction
+REPLACED_INSTRUCTION = " Please answer yes or no."
 POST_PROMPT = "\nAnswer the question using a single word or phrase."
+
+
+def prompt_text(doc: dict[str, Any]) -> str:
+    """lmms-eval's prompt: the question without " Please answer yes or no.", then POST_PROMPT."""
+    return str(doc["question"]).strip().replace(REPLACED_INSTRUCTION, "") + POST_PROMPT
 
 
 def doc_to_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     content = [
         {"type": "image", "image": doc["image"]},
-        {"type": "text", "text": doc["question"].strip() + POST_PROMPT},
+        {"type": "text", "text": prompt_text(doc)},
     ]
     return [{"role": "user", "content": content}]
+
+
+def category_of(doc: dict[str, Any]) -> str:
+    """The document's own category; one outside MME's 14 is bad data, not a new row."""
+    category = str(doc.get("category") or "")
+    if category not in PERCEPTION + COGNITION:
+        raise ValueError(
+            f"MME question {doc.get('question_id')!r}: category {category!r} is not one of the 14 "
+            f"MME categories ({', '.join(PERCEPTION + COGNITION)})"
+        )
+    return category
+
+
+def image_of(doc: dict[str, Any]) -> str:
+    """The cluster: the image both questions are about, named within its category.
+
+    lmms-lab/MME's question_id already reads "<category>/<image file>"; an id without the
+    prefix gets it, so images of two categories with the same file name stay apart.
+    """
+    category, question_id = category_of(doc), str(doc["question_id"])
+    return question_id if question_id.startswith(category + "/") else f"{category}/{question_id}"
 
 
 def parse_yes_no(response: str) -> str:
@@ -52,14 +81,19 @@ def parse_yes_no(response: str) -> str:
 
 
 def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
+    category = category_of(doc)
     correct = float(parse_yes_no(response) == str(doc["answer"]).lower().strip())
-    group = "mme_perception" if doc["category"] in PERCEPTION else "mme_cognition"
-    return {"accuracy": correct, group: correct, f"cat_{doc['category']}": correct}
+    group = "mme_perception" if category in PERCEPTION else "mme_cognition"
+    return {"accuracy": correct, group: correct, f"cat_{category}": correct}
 
 
 def _category(result: Any) -> str:
-    # cluster ids are the question_id, "<category>/<image file>" in lmms-lab/MME
-    return str(result.cluster_id).split("/", 1)[0]
+    """The category process_results recorded (its ``cat_<category>`` score), never a guess
+    from the cluster id."""
+    names = [key.removeprefix("cat_") for key in result.scores if key.startswith("cat_")]
+    if len(names) != 1:
+        raise ValueError(f"MME sample {result.doc_id!r} carries no single cat_<category> score: {names}")
+    return names[0]
 
 
 def category_scores(results: Sequence[Any], metric: str) -> dict[str, float]:

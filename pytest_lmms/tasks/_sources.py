@@ -195,9 +195,12 @@ class HFSource(Source):
                         f"`{download_command(self.spec)}`, then pass --lmms-data DIR here"
                     ) from exc
             if isinstance(loaded, datasets.DatasetDict):
-                if self.spec.test_split not in loaded:
-                    raise self._fail(f"split {self.spec.test_split!r} not in {sorted(loaded)}")
-                loaded = loaded[self.spec.test_split]
+                # "a+b" joins splits, as load_dataset(split="a+b") does on the hub
+                names = self.spec.test_split.split("+")
+                missing = [name for name in names if name not in loaded]
+                if missing:
+                    raise self._fail(f"split {missing[0]!r} not in {sorted(loaded)}")
+                loaded = datasets.concatenate_datasets([loaded[name] for name in names])
             self._dataset = loaded
         return self._dataset
 

@@ -79,7 +79,9 @@ def test_two_tasks_on_lmms_lab_librispeech() -> None:
     assert sorted(defined) == ["librispeech_test_clean", "librispeech_test_other"]
     for name, spec in defined.items():
         assert spec.dataset_path == "lmms-lab/librispeech"
-        assert spec.test_split == name  # the dataset's splits are named like lmms-eval's tasks
+        # at the pinned revision each split is its own config, both named like the task
+        assert spec.dataset_name == name and spec.test_split == name
+        assert spec.dataset_kwargs == {"revision": "808b3f07f3de8542dc3ca5150098f91d94f19821"}
         assert [(m.name, m.higher_is_better) for m in spec.metrics] == [("wer", False)]
 
 
@@ -91,6 +93,25 @@ def test_prompt_is_the_audio_then_lmms_evals_instruction(test_other: Task, tmp_p
     audio = message.content[0].media  # type: ignore[union-attr]
     assert audio.read_bytes() == (tmp_path / "clip1.wav").read_bytes()
     assert request.gen.max_new_tokens == 256 and request.gen.temperature == 0.0
+
+
+def test_192_khz_audio_is_sent_resampled_to_16_khz(tmp_path: Path) -> None:
+    # the pinned revision stores every clip at 192 kHz; a 440 Hz tone must stay 440 Hz
+    seconds, rate = 0.25, 192000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)
+    (tmp_path / "rows.jsonl").write_text(
+        json.dumps({"audio": {"bytes": None, "path": str(tmp_path / "hi.wav")}, "gt": "A", "prompt": ""})
+        + "\n"
+    )
+    (tmp_path / "hi.wav").write_bytes(wav_bytes(tone.astype(np.float32), rate))
+    task = Task(
+        dataclasses.replace(specs()["librispeech_test_clean"], dataset_path=str(tmp_path / "rows.jsonl"))
+    )
+    (message,) = task.request(task.doc("0")).messages
+    sent_rate, frames = read_wav(message.content[0].media.read_bytes())  # type: ignore[union-attr]
+    assert sent_rate == 16000 and abs(len(frames) - 4000) <= 32
+    spectrum = np.abs(np.fft.rfft(frames.astype(np.float64)))
+    assert abs(np.argmax(spectrum) * 16000 / len(frames) - 440) < 10
 
 
 def read_wav(data: bytes) -> tuple[int, np.ndarray]:

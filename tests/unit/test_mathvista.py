@@ -51,6 +51,7 @@ QUERIES = {
     "540": HINT_LIST + "\nQuestion: Between which two years does the line  graph saw its maximum peak?",
     "852": HINT_CHOICE + "\nQuestion: What fraction of the shape is blue?\nChoices:\n(A) 3/11\n(B) 8/11\n"
     "(C) 6/11\n(D) 3/5",
+    "61": HINT_CHOICE + "\nQuestion: How long is the bar?\nChoices:\n(A) 3cm\n(B) 6cm\n(C) 9cm",
 }
 
 
@@ -146,6 +147,15 @@ ROWS = [
         ["arithmetic reasoning", "logical reasoning"],
         "math word problem",
         choices=["3/11", "8/11", "6/11", "3/5"],
+    ),
+    row(
+        "61",
+        "How long is the bar?",
+        "6cm",
+        "text",
+        ["arithmetic reasoning"],
+        "figure question answering",
+        choices=["3cm", "6cm", "9cm"],
     ),
 ]
 
@@ -248,11 +258,14 @@ def test_a_float_precision_without_an_official_hint_is_an_error(utils: ModuleTyp
         ("The correct answer is 8/11.", 1.0),  # a choice's text after "answer is"
         ("Eight of the eleven parts are blue.\nThus, the answer is (B) 8/11.\nHope this helps.", 1.0),
         ("Eight parts of eleven are blue.\n\nB", 1.0),  # the last line
-        ("B or C", 0.0),  # several letters: ambiguous, no judge -> wrong
-        ("(A) and (B)", 0.0),
-        ("", 0.0),
-        ("E", 0.0),  # not an option
-        ("eight elevenths", 0.0),  # unreadable by rules, no judge -> wrong
+        # unread by the rules, no judge: the nearest choice by edit distance (the official
+        # normalization), the first one on a tie
+        ("B or C", 0.0),  # all four at distance 6: 3/11
+        ("(A) and (B)", 0.0),  # the first "(X)": A
+        ("", 0.0),  # empty: wrong, not the nearest choice
+        ("E", 0.0),  # not an option: 3/5 is nearest
+        ("eight elevenths", 0.0),  # a tie: 3/11
+        ("8 / 11", 1.0),
     ],
 )
 def test_multiple_choice_extraction(mathvista, response: str, right: float) -> None:  # type: ignore[no-untyped-def]
@@ -267,11 +280,20 @@ def test_multiple_choice_extraction(mathvista, response: str, right: float) -> N
         ("The answer is 97.", 1.0),
         ("(A) 97", 1.0),
         ("102", 0.0),
-        ("m∠H = 97", 0.0),  # no rule reads a number as a choice: wrong without a judge
+        ("m∠H = 97", 1.0),  # no rule reads it; 97 is the nearest choice
     ],
 )
 def test_numeric_choices(mathvista, response: str, right: float) -> None:  # type: ignore[no-untyped-def]
     assert score(mathvista, "5", response) == right
+
+
+@pytest.mark.parametrize(
+    ("response", "right"), [("6 cm", 1.0), ("6cm", 1.0), ("about 9 cm", 0.0), ("B", 1.0)]
+)
+def test_without_a_judge_an_unread_answer_is_the_nearest_choice(
+    mathvista, response: str, right: float
+) -> None:  # type: ignore[no-untyped-def]
+    assert score(mathvista, "61", response) == right
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""MMBench: prompt, rule-based matching and circular accuracy on rows in the dataset's schema."""
+"""MMBench: prompt, rule-based matching and circular accuracy on rows in the dataset's schema
+(lmms-lab/MMBench, config en: index a string, "L2-category", absent hints and options "nan")."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ MMBENCH_YAML = Path(__file__).resolve().parents[2] / "benchmarks" / "mmbench" / 
 def row(
     index: int,
     answer: str,
-    hint: object = None,
+    hint: object = "nan",
     d: object = "dog",
     category: str = "object_localization",
     l2: str = "finegrained_perception (instance-level)",
+    l2_column: str = "L2-category",
 ) -> dict:
     return {
-        "index": index,
+        "index": str(index),
         "question": "Which animal is shown?",
         "hint": hint,
         "A": "cat",
@@ -34,7 +36,7 @@ def row(
         "D": d,
         "answer": answer,
         "category": category,
-        "l2-category": l2,
+        l2_column: l2,
         "image": {"bytes": None, "path": "img.png"},
     }
 
@@ -47,8 +49,10 @@ def mmbench(tmp_path: Path):  # type: ignore[no-untyped-def]
     rows = [
         row(7, "A", hint="Look closely."),
         row(1_000_007, "B"),  # the same question, options rotated
-        row(8, "C", d=math.nan, category="ocr", l2="coarse_perception"),  # a three-option question
-        row(1_000_008, "A", d=math.nan, category="ocr", l2="coarse_perception"),
+        row(8, "C", d="nan", category="ocr", l2="coarse_perception"),  # a three-option question
+        row(1_000_008, "A", d="nan", category="ocr", l2="coarse_perception"),
+        # other copies of MMBench: lower-case "l2-category", None / NaN for absent cells
+        row(9, "A", hint=None, d=math.nan, l2="logic_reasoning", l2_column="l2-category"),
     ]
     with open(tmp_path / "rows.jsonl", "w") as handle:
         for r in rows:
@@ -66,10 +70,16 @@ def test_prompt_with_hint_and_all_options(mmbench) -> None:  # type: ignore[no-u
     )
 
 
-def test_prompt_without_hint_or_missing_options(mmbench) -> None:  # type: ignore[no-untyped-def]
-    assert mmbench.request(mmbench.doc("8")).messages[0].text == (
+@pytest.mark.parametrize("doc_id", ["8", "9"])  # absent as the string "nan"; as None / NaN
+def test_prompt_without_hint_or_missing_options(mmbench, doc_id: str) -> None:  # type: ignore[no-untyped-def]
+    assert mmbench.request(mmbench.doc(doc_id)).messages[0].text == (
         "Which animal is shown?\nA. cat\nB. bird\nC. fish\nAnswer with the option's letter from the given choices directly."
     )
+
+
+def test_the_level_2_ability_is_read_under_either_spelling(mmbench) -> None:  # type: ignore[no-untyped-def]
+    assert "l2_FP-S" in mmbench.score(mmbench.doc("7"), "A")  # "L2-category", lmms-lab/MMBench
+    assert "l2_LR" in mmbench.score(mmbench.doc("9"), "A")  # "l2-category", the official TSVs
 
 
 @pytest.mark.parametrize(

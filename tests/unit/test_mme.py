@@ -46,13 +46,11 @@ def mme(tmp_path: Path):  # type: ignore[no-untyped-def]
     return load_task(tmp_path / "fixture.yaml")
 
 
-def test_prompt_is_the_image_then_the_question_and_the_post_prompt(mme) -> None:  # type: ignore[no-untyped-def]
+def test_prompt_is_lmms_evals_the_question_without_its_instruction_then_the_post_prompt(mme) -> None:  # type: ignore[no-untyped-def]
     request = mme.request(mme.doc("0"))
     (message,) = request.messages
     assert [part.type for part in message.content] == ["image", "text"]
-    assert message.text == (
-        "Is there a dog in this image? Please answer yes or no.\nAnswer the question using a single word or phrase."
-    )
+    assert message.text == "Is there a dog in this image?\nAnswer the question using a single word or phrase."
 
 
 @pytest.mark.parametrize(
@@ -117,7 +115,8 @@ def test_a_resampled_image_counts_as_two_images() -> None:
     spec.loader.exec_module(utils)
 
     def row(doc_id: str, cluster: str, score: float) -> SampleResult:
-        return SampleResult("mme", doc_id, "Yes", "", "", {"mme_perception": score}, cluster_id=cluster)
+        scores = {"mme_perception": score, "cat_color": score}
+        return SampleResult("mme", doc_id, "Yes", "", "", scores, cluster_id=cluster)
 
     # image a (both right) drawn twice, image b (one right) once, as a bootstrap resample lays them out
     a = [row("1", "color/a", 1), row("2", "color/a", 1)]
@@ -132,3 +131,37 @@ def test_each_category_has_its_own_score(mme) -> None:  # type: ignore[no-untype
     assert estimates["cat_existence"].value == pytest.approx(125.0)
     assert estimates["cat_code_reasoning"].value == pytest.approx(200.0)
     assert "cat_count" not in estimates  # no question of that category in this run
+
+
+def task_with_rows(tmp_path: Path, rows: list[tuple[str, str, str]]):  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, format="PNG")
+    (tmp_path / "img.png").write_bytes(buffer.getvalue())
+    with open(tmp_path / "other.jsonl", "w") as handle:
+        for question_id, category, answer in rows:
+            row = {"question_id": question_id, "image": {"bytes": None, "path": "img.png"}}
+            row |= {"question": "Is it? Please answer yes or no.", "answer": answer, "category": category}
+            handle.write(json.dumps(row) + "\n")
+    (tmp_path / "other.yaml").write_text(f"include: {MME_YAML}\ntask: mme_other\ndataset_path: other.jsonl\n")
+    return load_task(tmp_path / "other.yaml")
+
+
+def test_categories_come_from_the_category_column_not_the_id(tmp_path: Path) -> None:
+    # the same questions with bare file names as ids (no "<category>/" prefix): same totals
+    bare = [(question_id.split("/")[1], category, answer) for question_id, category, answer in ROWS]
+    mme = task_with_rows(tmp_path, bare)
+    estimates = mme.aggregate(results_for(mme, ["Yes", "No", "Yes", "Yes", "Yes", "No"]))
+    assert estimates["mme_perception"].value == pytest.approx(125.0)
+    assert estimates["mme_cognition"].value == pytest.approx(200.0)
+    assert estimates["cat_existence"].value == pytest.approx(125.0)
+    assert {mme.cluster_id(mme.doc(str(i))) for i in range(6)} == {
+        "existence/1.png",
+        "existence/2.png",
+        "code_reasoning/7.png",
+    }
+
+
+def test_a_category_outside_the_fourteen_is_an_error(tmp_path: Path) -> None:
+    mme = task_with_rows(tmp_path, [("x/1.png", "Existence", "Yes")])
+    with pytest.raises(ValueError, match="category 'Existence' is not one of the 14 MME categories"):
+        mme.score(mme.doc("0"), "Yes")
