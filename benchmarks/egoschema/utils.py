@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_lmms.media import media_folder
-from pytest_lmms.scoring import seeded_choice
+from pytest_lmms.scoring import extracted, seeded_choice
 
 NUM_FRAMES = 32  # lmms-eval leaves the count to the model; its video models default to 32
 ENV_DIR = "EGOSCHEMA_DIR"
@@ -95,5 +95,5 @@ def predicted_letter(doc: Mapping[str, Any], response: str) -> str:
 
 
 def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
-    letter = predicted_letter(doc, response)
+    letter = extracted(predicted_letter(doc, response))
     return {"accuracy": float(LETTERS.find(letter) == answer_index(doc["answer"]))}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_lmms.media import media_folder
-from pytest_lmms.scoring import seeded_choice
+from pytest_lmms.scoring import extracted, seeded_choice
 
 NUM_FRAMES = 32  # lmms-eval leaves the count to the model; its video models default to 32
 ENV_DIR = "LONGVIDEOBENCH_DIR"
@@ -102,5 +102,7 @@ def predicted_letter(doc: Mapping[str, Any], response: str) -> str:
 
 
 def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
-    right = float(predicted_letter(doc, response) == string.ascii_uppercase[int(doc["correct_choice"])])
+    right = float(
+        extracted(predicted_letter(doc, response)) == string.ascii_uppercase[int(doc["correct_choice"])]
+    )
     return {"accuracy": right, f"duration_{doc['duration_group']}": right}

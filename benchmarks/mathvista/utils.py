@@ -23,7 +23,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_lmms.scoring import extract_choice, extract_number
+from pytest_lmms.scoring import extract_choice, extract_number, extracted
 from pytest_lmms.scoring.judge import JudgePrompt
 
 SKILLS = (
@@ -310,7 +310,7 @@ def process_results(doc: dict[str, Any], response: str, judge: Any = None) -> di
         # which maps text that is no option letter to the nearest choice ("6 cm" -> "6cm")
         extraction = response.strip()
     # an empty extraction is wrong (the official code would map it to the nearest choice)
-    prediction = normalize_extraction(extraction, doc) if extraction else None
+    prediction = extracted(normalize_extraction(extraction, doc) if extraction else None)
     right = float(prediction is not None and prediction == str(doc["answer"]))
     scores = {"accuracy": right}
     metadata = doc.get("metadata") or {}

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pytest_lmms.scoring import extract_choice
+from pytest_lmms.scoring import extract_choice, extracted
 from pytest_lmms.scoring.judge import JudgePrompt
 from pytest_lmms.stats import cluster_copies
 
@@ -131,7 +131,7 @@ def _slug(name: str) -> str:
 
 
 def process_results(doc: dict[str, Any], response: str, judge: Any = None) -> dict[str, float]:
-    picked = match_option(doc, response, judge)
+    picked = extracted(match_option(doc, response, judge))
     right = float(picked is not None and picked == str(doc["answer"]).strip().upper())
     scores = {"accuracy": right, "circular_accuracy": right}
     l2 = l2_category(doc)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_lmms.scoring import extracted
 from pytest_lmms.stats import cluster_copies
 
 PERCEPTION = (
@@ -82,7 +83,7 @@ def parse_yes_no(response: str) -> str:
 
 def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
     category = category_of(doc)
-    correct = float(parse_yes_no(response) == str(doc["answer"]).lower().strip())
+    correct = float(extracted(parse_yes_no(response)) == str(doc["answer"]).lower().strip())
     group = "mme_perception" if category in PERCEPTION else "mme_cognition"
     return {"accuracy": correct, group: correct, f"cat_{category}": correct}
 

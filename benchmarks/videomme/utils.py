@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_lmms.media import media_folder
+from pytest_lmms.scoring import extracted
 from pytest_lmms.types import VideoSampling
 
 NUM_FRAMES = 32  # lmms-eval's frame_num for Video-MME with subtitles
@@ -230,7 +231,7 @@ def slug(name: str) -> str:
 
 
 def process_results(doc: dict[str, Any], response: str) -> dict[str, float]:
-    right = float(extract_characters_regex(response) == str(doc["answer"]).strip())
+    right = float(extracted(extract_characters_regex(response)) == str(doc["answer"]).strip())
     return {
         "accuracy": right,
         f"duration_{doc['duration']}": right,
