@@ -77,6 +77,11 @@ class MediaRef:
             self._bytes = None
 
     @property
+    def has_hash(self) -> bool:
+        """Whether the content hash is known (a backend about to read the bytes hashes them)."""
+        return self._hash is not None
+
+    @property
     def content_hash(self) -> str:
         if self._hash is None:
             source = self._source

@@ -15,7 +15,7 @@ import orjson
 
 from pytest_lmms.models._base import BackendError
 from pytest_lmms.models._registry import register_model
-from pytest_lmms.models.openai import OpenAIBackend, _mime_of
+from pytest_lmms.models.openai import OpenAIBackend
 from pytest_lmms.types import MediaPart, Request, Response, TextPart
 
 API_VERSION = "2023-06-01"
@@ -45,11 +45,8 @@ class AnthropicBackend(OpenAIBackend):
             return {"type": "text", "text": part.text}
         if part.type != "image":
             raise BackendError(f"anthropic backend: {part.type} parts are not supported by the Messages API")
-        data = part.media.read_bytes()
-        return {
-            "type": "image",
-            "source": {"type": "base64", "media_type": _mime_of(part, data), "data": self._media.get(part)},
-        }
+        mime, data = self._media.get(part.media)
+        return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}
 
     def body(self, request: Request) -> bytes:
         if request.kind != "generate":

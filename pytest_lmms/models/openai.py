@@ -3,15 +3,19 @@
     --model=openai:gpt-4.1-mini
     --model=openai:Qwen/Qwen2.5-VL-7B-Instruct --model-args base_url=http://127.0.0.1:8000/v1
 
-Requests go out from one asyncio loop over a pooled ``aiohttp`` session (about 0.4 ms of
-client CPU per request, measured for the issue), paced by an :class:`AdaptiveLimiter`.
+Requests go out from one asyncio loop over a pooled ``aiohttp`` session, paced by an
+:class:`AdaptiveLimiter` (slow start, then AIMD around the server's knee; see
+``_concurrency.py``). Bodies are built ahead of dispatch (text-only ones on the loop, ones
+with media on a worker thread in chunks), so every free slot is filled at once even when
+the server answers instantly; ``peak_in_flight`` records the most requests out at once
+(benchmarks/perf/api_throughput.py prints it).
 This backend owns retrying, so the limiter sees every 429: rate limits, 5xx, timeouts,
 dropped connections and malformed bodies are retried with exponential backoff and jitter
 (at least ``Retry-After``) up to ``max_retries`` times; other 4xx fail at once. A request
 that still fails is an error for its sample, never a string that gets scored.
 
-Images are sent as data URLs, audio as ``input_audio`` (WAV); each medium is base64-encoded
-once (a bounded cache by content hash) on a worker thread, off the event loop. The API key
+Images are sent as data URLs, audio as ``input_audio`` (WAV); each medium is read and
+base64-encoded once (a bounded cache by content hash) on a worker thread, off the event loop. The API key
 is read from the environment variable named by ``api_key_env`` and never enters the
 identity, the cache, logs or results.
 """
@@ -32,7 +36,7 @@ from typing import Any
 import orjson
 
 from pytest_lmms.models._base import BackendError
-from pytest_lmms.models._concurrency import AdaptiveLimiter, Backoff, parse_retry_after
+from pytest_lmms.models._concurrency import AdaptiveLimiter, Backoff, ConcurrencyController, parse_retry_after
 from pytest_lmms.models._registry import register_model
 from pytest_lmms.types import MediaPart, MediaRef, Request, Response, TextPart
 
@@ -41,13 +45,28 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 OVERLOAD_STATUS = {429, 503, 529}
 
 Callback = Callable[[int, "Response | BaseException"], None]
+BODIES_AHEAD = 64  # bodies built before a slot is free for them (bounds memory with large media)
+BODY_CHUNK = 32  # bodies built per worker-thread round trip
+
+
+def _has_media(request: Request) -> bool:
+    return any(isinstance(part, MediaPart) for message in request.messages for part in message.content)
 
 
 class RetryableError(Exception):
-    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        overload: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after_s = retry_after_s
+        # a sign of too many requests in flight (the limiter cuts): refusals, timeouts,
+        # dropped connections; not a 500 or a malformed body
+        self.overload = status in OVERLOAD_STATUS if overload is None else overload
 
 
 @dataclass(frozen=True)
@@ -101,21 +120,32 @@ class OpenAIArgs:
 
 
 class _EncodedMedia:
-    """Base64 of each medium, encoded once; a bounded LRU by content hash."""
+    """Base64 and MIME type of each medium, encoded once; a bounded LRU by content hash.
+
+    A medium is read once: its bytes give the base64, the MIME sniff and (when nothing has
+    hashed it yet) the content hash, and are dropped after encoding so a run's images do
+    not all stay in memory; a medium seen before (another question on the same image) is
+    not read at all.
+    """
 
     def __init__(self, capacity: int = 512) -> None:
-        self._items: OrderedDict[str, str] = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._lock = threading.Lock()  # bodies are built on executor threads
         self.capacity = capacity
 
-    def get(self, part: MediaPart) -> str:
-        key = part.media.content_hash
+    def get(self, media: MediaRef) -> tuple[str, str]:
+        """``(mime, base64)`` of ``media``."""
+        data = None if media.has_hash else media.read_bytes()  # hash from the bytes read here
+        key = media.content_hash
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
                 return found
-        found = base64.b64encode(part.media.read_bytes()).decode("ascii")
+        if data is None:
+            data = media.read_bytes()
+        found = (_mime_of(media, data), base64.b64encode(data).decode("ascii"))
+        media.release()
         with self._lock:
             self._items[key] = found
             if len(self._items) > self.capacity:
@@ -123,9 +153,9 @@ class _EncodedMedia:
         return found
 
 
-def _mime_of(part: MediaPart, data: bytes) -> str:
-    if part.media.mime:
-        return part.media.mime
+def _mime_of(media: MediaRef, data: bytes) -> str:
+    if media.mime:
+        return media.mime
     if data.startswith(b"\x89PNG"):
         return "image/png"
     if data[:3] == b"\xff\xd8\xff":
@@ -154,13 +184,20 @@ class OpenAIBackend:
         fixed = self.args.max_concurrency is not None
         initial = self.args.max_concurrency if fixed else self.args.initial_concurrency
         assert initial is not None
-        self.limiter = AdaptiveLimiter(
-            initial=initial, minimum=1, maximum=max(initial, 512) if not fixed else initial, fixed=fixed
+        controller = ConcurrencyController(
+            initial=initial, minimum=1, maximum=initial if fixed else max(initial, 512), fixed=fixed
         )
+        self.limiter = AdaptiveLimiter(controller)
+        # requests out at the server at once (sent, answer not yet read), for perf scripts
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self.backoff = Backoff()
         self._rng = random.Random(0)
         self._media = _EncodedMedia()
         self.attempts = 0
+        # for the progress view: requests sent again, and refusals for rate (429, 529)
+        self.retries = 0
+        self.rate_limited = 0
 
     def identity(self) -> Mapping[str, Any]:
         return {"backend": self.name, "model": self.model_id}
@@ -170,16 +207,13 @@ class OpenAIBackend:
         if isinstance(part, TextPart):
             return {"type": "text", "text": part.text}
         if part.type == "image":
-            data = part.media.read_bytes()
-            return {
-                "type": "image_url",
-                "image_url": {"url": f"data:{_mime_of(part, data)};base64,{self._media.get(part)}"},
-            }
+            mime, data = self._media.get(part.media)
+            return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
         if part.type == "audio":
             from pytest_lmms.media import as_wav
 
-            wav = MediaPart(MediaRef("audio", as_wav(part.media), mime="audio/wav"), "audio")
-            return {"type": "input_audio", "input_audio": {"data": self._media.get(wav), "format": "wav"}}
+            _, data = self._media.get(MediaRef("audio", as_wav(part.media), mime="audio/wav"))
+            return {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}
         raise BackendError(
             f"openai backend: {part.type} parts must be turned into frames or audio by the task first"
         )
@@ -244,26 +278,64 @@ class OpenAIBackend:
         }
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=self.args.timeout_s)
-        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
+            bodies: asyncio.Queue[tuple[int, bytes | Exception] | None] = asyncio.Queue(BODIES_AHEAD)
+            producer = asyncio.create_task(self._build_bodies(requests, bodies))
             tasks: set[asyncio.Task[None]] = set()
-            for index, request in enumerate(requests):
-                await self.limiter.acquire()
-                try:
-                    # base64 of large media off the loop, so encoding never caps concurrency
-                    body = await loop.run_in_executor(None, self.body, request)
-                except Exception as exc:  # noqa: BLE001 - this request fails, the rest go on
-                    await self.limiter.release()
-                    callback(index, exc)
-                    continue
-                task = asyncio.create_task(self._one(session, index, body, callback))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
+            try:
+                # Neither get() of a ready body nor acquire() of a free slot yields to the
+                # loop, so every free slot is filled at once, however fast the server answers.
+                while (item := await bodies.get()) is not None:
+                    index, body = item
+                    if isinstance(body, Exception):
+                        callback(index, body)
+                        continue
+                    sent_at = await self.limiter.acquire()
+                    task = asyncio.create_task(self._one(session, index, body, callback, sent_at))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await producer
+                if tasks:
+                    await asyncio.gather(*tasks)
+            finally:
+                producer.cancel()
 
-    async def _one(self, session: Any, index: int, body: bytes, callback: Callback) -> None:
+    async def _build_bodies(
+        self, requests: Sequence[Request], out: asyncio.Queue[tuple[int, bytes | Exception] | None]
+    ) -> None:
+        """Request bodies, in order, ahead of dispatch. Text-only ones are built on the loop
+        (microseconds); ones with media (base64, video frames) on a worker thread in chunks
+        growing from one, so the first request leaves at once and a thread round trip is
+        paid per chunk, not per request."""
+        loop = asyncio.get_running_loop()
+        start, size = 0, 1
+        while start < len(requests):
+            chunk = requests[start : start + size]
+            try:
+                if any(_has_media(request) for request in chunk):
+                    built = await loop.run_in_executor(None, self._bodies_of, chunk)
+                else:
+                    built = self._bodies_of(chunk)
+            except Exception as exc:  # noqa: BLE001 - the executor itself failed: fail the chunk
+                built = [exc] * len(chunk)
+            for offset, body in enumerate(built):
+                await out.put((start + offset, body))
+            start += len(chunk)
+            size = min(BODY_CHUNK, size * 2)
+        await out.put(None)  # awaited: the sentinel must not be lost to a full queue
+
+    def _bodies_of(self, requests: Sequence[Request]) -> list[bytes | Exception]:
+        built: list[bytes | Exception] = []
+        for request in requests:
+            try:
+                built.append(self.body(request))
+            except Exception as exc:  # noqa: BLE001 - this request fails, the rest go on
+                built.append(exc)
+        return built
+
+    async def _one(self, session: Any, index: int, body: bytes, callback: Callback, sent_at: float) -> None:
         last: BaseException | None = None
+        holding = True  # a limiter slot
         try:
             for attempt in range(self.args.max_retries + 1):
                 fatal = self.fatal_error()
@@ -271,23 +343,28 @@ class OpenAIBackend:
                     callback(index, BackendError(f"{fatal} ({last})" if last else fatal))
                     return
                 if attempt:
+                    self.retries += 1
                     delay = self.backoff.delay(attempt - 1, getattr(last, "retry_after_s", None), self._rng)
-                    await self.limiter.release()
+                    self.limiter.release()
+                    holding = False
                     await asyncio.sleep(delay)
-                    await self.limiter.acquire()
+                    sent_at = await self.limiter.acquire()
+                    holding = True
                 try:
                     callback(index, await self._post(session, body))
                     return
                 except RetryableError as exc:
                     last = exc
-                    if exc.status in OVERLOAD_STATUS or exc.status is None:
-                        self.limiter.record_overload(exc.retry_after_s)
+                    self.rate_limited += exc.status in (429, 529)
+                    if exc.overload:
+                        self.limiter.record_overload(exc.retry_after_s, sent_at)
                 except BackendError as exc:
                     callback(index, exc)
                     return
             callback(index, BackendError(f"gave up after {self.args.max_retries + 1} attempts: {last}"))
         finally:
-            await self.limiter.release()
+            if holding:
+                self.limiter.release()
 
     async def _post(self, session: Any, body: bytes) -> Response:
         import aiohttp
@@ -295,6 +372,8 @@ class OpenAIBackend:
         self.attempts += 1
         url = f"{self.args.base_url}{self.ENDPOINT}"
         started = time.perf_counter()
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             async with session.post(url, data=body) as http:
                 status = http.status
@@ -305,9 +384,11 @@ class OpenAIBackend:
                 else:
                     payload = await http.read()
         except TimeoutError:
-            raise RetryableError(f"timed out after {self.args.timeout_s:g} s") from None
+            raise RetryableError(f"timed out after {self.args.timeout_s:g} s", overload=True) from None
         except aiohttp.ClientError as exc:
-            raise RetryableError(f"connection error: {type(exc).__name__}: {exc}") from None
+            raise RetryableError(f"connection error: {type(exc).__name__}: {exc}", overload=True) from None
+        finally:
+            self.in_flight -= 1
         latency = time.perf_counter() - started
         if status != 200:
             excerpt = payload[:300].decode("utf-8", "replace")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pytest_lmms.cache import cache_key
 from pytest_lmms.models import BackendError, create_backend
-from pytest_lmms.models._concurrency import AdaptiveLimiter, Backoff, parse_retry_after
+from pytest_lmms.models._concurrency import Backoff, parse_retry_after
 from pytest_lmms.types import GenParams, MediaPart, MediaRef, Message, Request, Response, TextPart
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import qa_rows, qa_task_yaml, write_jsonl
@@ -63,6 +63,12 @@ def test_transient_faults_are_retried_until_answered(openai_server: FakeOpenAI, 
     assert openai_server.calls(fault) == expected_attempts
 
 
+def test_retries_and_rate_limits_are_counted_for_the_progress_view(openai_server: FakeOpenAI) -> None:
+    client = backend(openai_server, max_retries="4")
+    client.generate([ask("q @429x2 reply A", "0"), ask("q @500x1 reply B", "1"), ask("q reply C", "2")])
+    assert client.retries == 3 and client.rate_limited == 2
+
+
 def test_permanent_server_errors_give_up_with_the_last_error(openai_server: FakeOpenAI) -> None:
     client = backend(openai_server, max_retries="2")
     failed, fine = client.generate([ask("q @500 reply A", "0"), ask("q reply B", "1")])
@@ -104,24 +110,6 @@ def test_adaptive_concurrency_grows_while_the_server_keeps_up() -> None:
         assert server.max_in_flight > 2
     finally:
         server.close()
-
-
-def test_limiter_halves_on_overload_and_grows_additively() -> None:
-    limiter = AdaptiveLimiter(initial=16, minimum=2, maximum=64)
-    limiter.record_overload(None)
-    assert limiter.limit == 8
-    for _ in range(8):
-        limiter.record_success(0.1)
-    assert limiter.limit == 9
-    for _ in range(9):
-        limiter.record_success(5.0)  # latency far above its best: queueing, shrink at the window's end
-    assert limiter.limit == pytest.approx(8.1)
-    for _ in range(10):
-        limiter.record_overload(None)
-    assert limiter.limit == 2
-    fixed = AdaptiveLimiter(initial=4, fixed=True)
-    fixed.record_overload(1.0)
-    assert fixed.limit == 4 and fixed.paused_until > 0
 
 
 def test_backoff_and_retry_after_parsing() -> None:
@@ -229,3 +217,65 @@ def test_results_report_time_to_first_token_when_streaming(
     data = json.loads((lmms_project.path / "results" / "streamed" / "results.json").read_text())
     task = data["tasks"]["qa"]["throughput"]
     assert task["ttft_p50_s"] is not None and task["ttft_p50_s"] <= task["latency_p95_s"]
+
+
+def _run_with_deadline(client, requests: list[Request], deadline_s: float = 60.0) -> list:
+    """``generate`` on a thread, so a dispatcher that never returns fails the test instead of hanging it."""
+    import threading
+
+    outputs: list = []
+    thread = threading.Thread(target=lambda: outputs.extend(client.generate(requests)), daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    assert not thread.is_alive(), "generate did not return"
+    return outputs
+
+
+def test_dispatch_fills_every_slot_without_a_thread_round_trip_per_request(
+    openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    hops: list[int] = []
+    original = asyncio.BaseEventLoop.run_in_executor
+
+    def counting(self, executor, func, *args):  # type: ignore[no-untyped-def]
+        hops.append(len(args[0]) if args and isinstance(args[0], (list, tuple)) else 1)
+        return original(self, executor, func, *args)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "run_in_executor", counting)
+    client = backend(openai_server, max_concurrency="16")
+    texts = [ask(f"q{i} reply {i}", str(i)) for i in range(200)]
+    outputs = _run_with_deadline(client, texts)
+    assert [o.text for o in outputs] == [str(i) for i in range(200)]
+    assert hops == []  # text-only bodies are built on the loop
+    assert client.peak_in_flight == 16  # an instant server, yet every slot was in use at once
+    images = [ask(f"img{i} reply {i}", str(i), image=png()) for i in range(200)]
+    outputs = _run_with_deadline(backend(openai_server, max_concurrency="4"), images)
+    assert [o.text for o in outputs] == [str(i) for i in range(200)]
+    assert sum(hops) == 200 and len(hops) <= 200 // 32 + 6  # bodies with media: chunks, not one hop each
+
+
+def test_each_medium_is_read_once_and_a_repeated_one_not_at_all(openai_server: FakeOpenAI) -> None:
+    data = png()
+    reads: list[int] = []
+
+    def source() -> bytes:
+        reads.append(1)
+        return data
+
+    first = MediaRef("image", source)
+    request = Request(
+        task="t", doc_id="0", messages=(Message("user", (MediaPart(first), TextPart("reply A"))),)
+    )
+    client = backend(openai_server)
+    (out,) = client.generate([request])
+    assert isinstance(out, Response) and len(reads) == 1  # one read gave the hash and the base64
+    again = MediaRef("image", source, content_hash=first.content_hash)  # another question, same image
+    repeat = Request(
+        task="t", doc_id="1", messages=(Message("user", (MediaPart(again), TextPart("reply B"))),)
+    )
+    (out,) = client.generate([repeat])
+    assert isinstance(out, Response) and len(reads) == 1
+    image_url = openai_server.bodies[-1]["messages"][0]["content"][0]["image_url"]["url"]
+    assert image_url.startswith("data:image/png;base64,iVBOR")
