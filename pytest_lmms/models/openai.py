@@ -53,6 +53,25 @@ def _has_media(request: Request) -> bool:
     return any(isinstance(part, MediaPart) for message in request.messages for part in message.content)
 
 
+def endpoint_unreachable(base_url: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing listens at ``base_url`` (refused, no route, unknown host), or None."""
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(base_url)
+    host = parsed.hostname or "127.0.0.1"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (
+            f"cannot connect to {base_url} ({host}:{port}: {reason}); is the server running? "
+            "(checked once before sending; no request was sent)"
+        )
+
+
 class RetryableError(Exception):
     def __init__(
         self,
@@ -195,6 +214,8 @@ class OpenAIBackend:
         self._rng = random.Random(0)
         self._media = _EncodedMedia()
         self.attempts = 0
+        self._probed = False
+        self._unreachable: str | None = None
         # for the progress view: requests sent again, and refusals for rate (429, 529)
         self.retries = 0
         self.rate_limited = 0
@@ -267,7 +288,20 @@ class OpenAIBackend:
 
     def generate_each(self, requests: Sequence[Request], callback: Callback) -> None:
         """Answer every request, calling ``callback(index, output)`` as each one ends."""
+        unreachable = self._probe_once()
+        if unreachable is not None:
+            for index in range(len(requests)):
+                callback(index, BackendError(unreachable))
+            return
         asyncio.run(self._run_all(requests, callback))
+
+    def _probe_once(self) -> str | None:
+        """One TCP connect to the endpoint before the first request: a server that is not
+        running is one clear error naming its URL, not retries and backoff per sample."""
+        if not self._probed:
+            self._probed = True
+            self._unreachable = endpoint_unreachable(self.args.base_url)
+        return self._unreachable
 
     async def _run_all(self, requests: Sequence[Request], callback: Callback) -> None:
         import aiohttp
@@ -473,7 +507,7 @@ class OpenAIBackend:
 
     def fatal_error(self) -> str | None:
         """A reason no retry can succeed (a launched server that died); None to keep trying."""
-        return None
+        return self._unreachable
 
     def close(self) -> None:
         pass

@@ -28,8 +28,9 @@ class FailureGroup:
     reports: list[Any] = field(default_factory=list)
 
 
-def _cause(report: Any) -> str | None:
-    """The failure message of a sample with its own name taken out; None for other items."""
+def _message(report: Any) -> tuple[str, str] | None:
+    """A sample's failure message without its own name, and the sample's doc id; None for
+    other items."""
     if TASK_PROPERTY not in dict(report.user_properties):
         return None
     text = str(report.longrepr).strip()
@@ -37,19 +38,31 @@ def _cause(report: Any) -> str | None:
     task, _, rest = name.partition("[")
     doc = rest[:-1] if rest.endswith("]") else rest
     text = text.removeprefix(f"{name}: ").removeprefix(f"{task}[{doc}]: ")
-    if doc:
-        text = re.sub(rf"(?<![\w.-]){re.escape(doc)}(?![\w.-])", "<doc>", text)
-    return text.splitlines()[0] if text else None
+    return (text.splitlines()[0] if text else ""), doc.partition("#r")[0]
+
+
+def _without_doc(message: str, doc: str) -> str:
+    if not doc:
+        return message
+    return re.sub(rf"(?<![\w.-]){re.escape(doc)}(?![\w.-])", "<doc>", message)
 
 
 def group_failures(reports: list[Any]) -> tuple[list[FailureGroup], list[Any]]:
-    """The groups of GROUP_FROM or more samples with one cause, and the reports left as they are."""
-    by_cause: dict[str, FailureGroup] = {}
-    for report in reports:
-        cause = _cause(report)
-        if cause is not None:
-            by_cause.setdefault(cause, FailureGroup(cause)).reports.append(report)
-    groups = [group for group in by_cause.values() if len(group.reports) >= GROUP_FROM]
+    """The groups of GROUP_FROM or more samples with one cause, and the reports left as they
+    are. Messages are compared as they are first, then with each sample's doc id taken out
+    ("server said no to <doc>"), so a doc id that happens to occur in a shared message (a
+    port, a count) does not split its group."""
+    messages = {id(r): m for r in reports if (m := _message(r)) is not None}
+    groups: list[FailureGroup] = []
+    for key in (lambda m: m[0], lambda m: _without_doc(*m)):
+        by_cause: dict[str, FailureGroup] = {}
+        grouped = {id(report) for group in groups for report in group.reports}
+        for report in reports:
+            message = messages.get(id(report))
+            if message is not None and id(report) not in grouped:
+                cause = key(message)
+                by_cause.setdefault(cause, FailureGroup(cause)).reports.append(report)
+        groups += [group for group in by_cause.values() if len(group.reports) >= GROUP_FROM]
     grouped = {id(report) for group in groups for report in group.reports}
     return groups, [report for report in reports if id(report) not in grouped]
 

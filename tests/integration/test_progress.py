@@ -184,3 +184,46 @@ def test_a_few_failures_are_shown_as_pytest_shows_them(lmms_project: pytest.Pyte
     result = lmms_project.runpytest("--model=scripted:m1")
     assert "pytest-lmms repeated failures" not in result.stdout.str()
     result.stdout.fnmatch_lines(["FAILED qa.yaml::qa[[]2[]] - qa[[]2[]]: model call failed*"])
+
+
+def test_an_endpoint_that_is_not_running_is_one_clear_error(lmms_project: pytest.Pytester) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(200))
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    url = f"http://127.0.0.1:{port}/v1"
+    result = lmms_project.runpytest("--model=openai:m", f"--model-args=base_url={url}", "--no-lmms-cache")
+    result.assert_outcomes(failed=200)
+    result.stdout.fnmatch_lines(
+        [
+            f"200 samples failed: model call failed: BackendError: cannot connect to {url} "
+            f"(127.0.0.1:{port}: Connection refused); is the server running?*",
+        ]
+    )
+    assert len(result.outlines) < 40
+
+
+def test_a_doc_id_inside_a_shared_message_does_not_split_its_group() -> None:
+    from types import SimpleNamespace
+
+    from pytest_lmms.report import group_failures
+
+    def failed(doc: str, message: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            nodeid=f"qa.yaml::qa[{doc}]",
+            longrepr=f"qa[{doc}]: {message}",
+            user_properties=[("lmms_task", "qa")],
+        )
+
+    shared = [failed(str(i), "cannot connect to http://127.0.0.1:9/v1") for i in range(12)]
+    own = [failed(str(i), f"server said no to {i}") for i in range(20, 25)]
+    other = [failed("30", "scoring failed: KeyError")]
+    groups, rest = group_failures([*shared, *own, *other])
+    assert sorted((len(g.reports), g.cause) for g in groups) == [
+        (5, "server said no to <doc>"),
+        (12, "cannot connect to http://127.0.0.1:9/v1"),
+    ]
+    assert rest == other
