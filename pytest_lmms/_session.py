@@ -132,7 +132,17 @@ class LmmsSession:
         self._reasoning_override: tuple[tuple[str, str], ...] | None = None
         self.results: list[SampleResult] = []
         self.failed: dict[str, int] = {}
+        # Samples of an xdist run not done (node id -> why): the one a dying worker was
+        # running, and those a stopped run never handed out.
+        self.not_done: dict[str, str] = {}
         self.tasks: dict[str, Task] = {}
+        # Why a task shipped by an xdist worker could not be rebuilt here (its summary row).
+        self.task_errors: dict[str, str] = {}
+        self._specs_by_path: dict[str, dict[str, Any]] = {}
+        # Model identities shipped by workers (role -> identity), so the controller of an
+        # xdist run never constructs a backend of its own for results.json.
+        self.shipped_identities: dict[str, dict[str, Any]] = {}
+        self.identities_shipped = False
         self._writer: SamplesWriter | None = None
         from pytest_lmms.report import default_run_name
 
@@ -304,6 +314,60 @@ class LmmsSession:
         for index, model in enumerate(self.models):
             if entries:
                 model.engine.plan([(keys[index], request) for keys, request in entries])
+
+    # ---- tasks seen by the controller of an xdist run ---------------------------------
+    def learn_task(self, name: str, yaml: str, fingerprint: str) -> None:
+        """Know the task a report names: built from its YAML on first sight (the definition
+        only: its dataset opens lazily and is never read here), and checked against the
+        fingerprint the worker computed, so every process scored with the same definition."""
+        if name in self.task_errors:
+            return
+        task = self.tasks.get(name)
+        if task is None:
+            try:
+                task = self._task_from_yaml(name, yaml)
+            except Exception as exc:  # noqa: BLE001 - shown in the task's summary row
+                self.task_errors[name] = f"cannot load task {name!r} from {yaml}: {type(exc).__name__}: {exc}"
+                return
+            self.tasks[name] = task
+        if task.fingerprint != fingerprint:
+            self.task_errors[name] = (
+                f"task {name!r} ({yaml}) differs between processes: a worker scored it with "
+                f"definition {fingerprint[:12]}, this process reads {task.fingerprint[:12]} "
+                "(was the YAML or its functions edited during the run?)"
+            )
+
+    def _task_from_yaml(self, name: str, yaml: str) -> Task:
+        from pytest_lmms.tasks import GroupSpec, Task, load_specs
+
+        specs = self._specs_by_path.get(yaml)
+        if specs is None:
+            specs = {s.name: s for s in load_specs(yaml) if not isinstance(s, GroupSpec)}
+            self._specs_by_path[yaml] = specs
+        if name not in specs:
+            raise KeyError(f"no task {name!r} in the file")
+        return Task(specs[name])
+
+    def model_identities(self) -> dict[str, dict[str, Any]]:
+        """What a worker ships once: the identity of each model of the run, by role."""
+        out = {"model": dict(self.model.identity)}
+        if self.baseline_model is not None:
+            out["baseline_model"] = dict(self.baseline_model.identity)
+        judge = self.judge_runner
+        if judge is not None:
+            out["judge"] = runner_identity(judge)
+        return out
+
+    def identity_of(self, role: str, runner: ModelRunner) -> dict[str, Any] | None:
+        """A model's identity for results.json: shipped by a worker, else constructed here;
+        None when its backend cannot be constructed."""
+        shipped = self.shipped_identities.get(role)
+        if shipped is not None:
+            return shipped
+        try:
+            return dict(runner.identity) if role != "judge" else runner_identity(runner)
+        except Exception:  # noqa: BLE001 - the summary must not fail on a backend that cannot start
+            return None
 
     # ---- results ---------------------------------------------------------------------
     @property

@@ -21,13 +21,12 @@ RESULTS_SCHEMA_VERSION = 1
 def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) -> dict[str, Any]:
     from pytest_lmms.report import git_commit, package_versions, throughput, write_results
 
-    by_task: dict[str, list[SampleResult]] = defaultdict(list)
-    for result in state.results:
-        by_task[result.task].append(result)
+    by_task = _by_task(state.results)
     tasks: dict[str, Any] = {}
     for name in sorted(set(by_task) | set(state.failed)):
-        task = state.tasks.get(name)
-        results = sorted(by_task.get(name, []), key=lambda r: (r.doc_id, r.repeat))
+        error = state.task_errors.get(name)
+        task = state.tasks.get(name) if error is None else None
+        results = by_task.get(name, [])
         metrics: dict[str, Any] = {}
         if task is not None and results:
             for metric, estimate in task.aggregate(results).items():
@@ -47,6 +46,8 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             "stability": stability_info,
             "judge": _judge_use(results),
         }
+        if error is not None:
+            tasks[name]["error"] = error
     results_path = state.run_dir / "results.json"
     data: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -68,8 +69,20 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
     else:
         data["comparison"] = None
     data["gates"] = _check_gates(state, data)
+    data["not_done"] = [{"nodeid": nodeid, "reason": why} for nodeid, why in sorted(state.not_done.items())]
     write_results(results_path, data)
     return data
+
+
+def _by_task(results: list[SampleResult]) -> dict[str, list[SampleResult]]:
+    """Results per task in one order whatever order they arrived in (xdist workers report
+    in any order), so every sum, pairing and bootstrap sees the same sequence."""
+    by_task: dict[str, list[SampleResult]] = defaultdict(list)
+    for result in results:
+        by_task[result.task].append(result)
+    for rows in by_task.values():
+        rows.sort(key=lambda r: (r.doc_id, r.repeat))
+    return dict(by_task)
 
 
 def _judge_use(results: list[SampleResult]) -> dict[str, int] | None:
@@ -84,12 +97,11 @@ def _judge_info(state: LmmsSession, by_task: dict[str, list[SampleResult]]) -> d
     runner = state.judge_runner
     if runner is None:
         return None
-    from pytest_lmms._session import runner_identity
     from pytest_lmms.scoring.judge import prompt_records
 
     return {
         "model": runner.spec,
-        "identity": runner_identity(runner),
+        "identity": state.identity_of("judge", runner),
         "prompts": prompt_records(
             name for results in by_task.values() for r in results for name in r.judge_prompts
         ),
@@ -146,9 +158,7 @@ def _compare_with_baseline_model(
 
     model = state.baseline_model
     assert model is not None
-    baseline_by_task: dict[str, list[SampleResult]] = defaultdict(list)
-    for result in state.baseline_results:
-        baseline_by_task[result.task].append(result)
+    baseline_by_task = _by_task(state.baseline_results)
     primary = {name: task.primary_metric for name, task in state.tasks.items() if task.primary_metric}
     clustered = {name: task.spec.cluster_key is not None for name, task in state.tasks.items()}
     metrics: dict[str, Any] = {}
@@ -159,7 +169,7 @@ def _compare_with_baseline_model(
     return {
         "baseline": None,
         "baseline_model": model.spec,
-        "baseline_identity": _safe(lambda: model.identity),
+        "baseline_identity": state.identity_of("baseline_model", model),
         "baseline_metrics": metrics,
         "baseline_samples": {
             name: str(state.writer.path_for(name, "baseline_samples_")) for name in baseline_by_task
@@ -191,14 +201,7 @@ def _check_gates(state: LmmsSession, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _safe_identity(state: LmmsSession) -> dict[str, Any] | None:
-    return _safe(lambda: state.identity)
-
-
-def _safe(get: Any) -> Any:
-    try:
-        return get()
-    except Exception:  # noqa: BLE001 - the summary must not fail on a backend that cannot start
-        return None
+    return state.identity_of("model", state.model)
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
@@ -273,6 +276,40 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         else:
             lines += format_comparisons(comparison["tasks"], comparison["baseline_model"])
     return lines
+
+
+def error_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
+        f"pytest-lmms: {task} not aggregated: {info['error']}"
+        for task, info in results["tasks"].items()
+        if info.get("error")
+    ]
+    not_done = results.get("not_done") or []
+    if not_done:
+        crashed = [entry["nodeid"] for entry in not_done if not entry["reason"].startswith("never run")]
+        never_run = [entry["nodeid"] for entry in not_done if entry["reason"].startswith("never run")]
+        if crashed:
+            lines.append(
+                f"pytest-lmms: {len(crashed)} sample(s) not done, their worker died: " + _some(crashed)
+            )
+        if never_run:
+            lines.append(
+                f"pytest-lmms: {len(never_run)} sample(s) never run, the run stopped before them: "
+                + _some(never_run)
+            )
+        if (results.get("config") or {}).get("cache_dir") is not None:
+            lines.append(
+                "  run the same command again with the same cache: answers already given come "
+                "from the cache, only the missing ones are computed"
+            )
+        else:
+            lines.append("  run the same command again to complete them (this run kept no response cache)")
+    return lines
+
+
+def _some(nodeids: list[str], shown: int = 10) -> str:
+    more = len(nodeids) - shown
+    return ", ".join(nodeids[:shown]) + (f" and {more} more (results.json lists them)" if more > 0 else "")
 
 
 def gate_lines(results: dict[str, Any]) -> list[str]:

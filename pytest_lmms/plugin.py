@@ -22,6 +22,11 @@ RESULT_PROPERTY = "lmms_result"
 TASK_PROPERTY = "lmms_task"
 BASELINE_PROPERTY = "lmms_baseline_result"
 WRONG_PROPERTY = "lmms_wrong"
+# Where a sample's task is defined: {"task", "yaml", "fingerprint"}. The controller of an
+# xdist run collects nothing, so it rebuilds each task's definition from this.
+TASK_SOURCE_PROPERTY = "lmms_task_source"
+# The identity of each model of the run, shipped once per worker process.
+MODELS_PROPERTY = "lmms_models"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -111,7 +116,12 @@ class TaskFile(pytest.File):
                     # parameters `d`, and an id derived from the name `t[d]` would not equal it.
                     name = f"{task.name}[{doc_id}]" if repeats == 1 else f"{task.name}[{doc_id}#r{repeat}]"
                     yield SampleItem.from_parent(
-                        self, name=name, nodeid=f"{self.nodeid}::{name}", task=task, doc_id=doc_id, repeat=repeat
+                        self,
+                        name=name,
+                        nodeid=f"{self.nodeid}::{name}",
+                        task=task,
+                        doc_id=doc_id,
+                        repeat=repeat,
                     )
 
 
@@ -183,12 +193,23 @@ class SampleItem(pytest.Item):
         self.doc_id = doc_id
         self.repeat = repeat
         self.user_properties.append((TASK_PROPERTY, task.name))
+        self.user_properties.append(
+            (
+                TASK_SOURCE_PROPERTY,
+                {"task": task.name, "yaml": str(task.path), "fingerprint": task.fingerprint},
+            )
+        )
         self.planned: tuple[tuple[str, ...], Any, dict[str, Any]] | None = None
         self.plan_error: BaseException | None = None
         self.plan_tried = False
 
     def runtest(self) -> None:
         state = _state(self.config)
+        if state.is_worker and not state.identities_shipped:
+            # The first report of each worker tells the controller who answered, so the
+            # controller never constructs a backend (whose identity may mean a hub lookup).
+            state.identities_shipped = True
+            self.user_properties.append((MODELS_PROPERTY, state.model_identities()))
         if not self.plan_tried:
             state.plan(self._items_to_plan(state))
         if self.plan_error is not None:
@@ -307,12 +328,21 @@ class ResultCollector:
 
     def __init__(self, state: LmmsSession) -> None:
         self.state = state
+        # Under xdist: the sample node ids the workers collected, and those reported, so the
+        # summary can name every sample a stopped run never did.
+        self.collected: set[str] = set()
+        self.reported: set[str] = set()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reported.add(report.nodeid)
         if report.when != "call":
             return
         for name, value in report.user_properties:
-            if name == RESULT_PROPERTY and isinstance(value, dict):
+            if name == TASK_SOURCE_PROPERTY and isinstance(value, dict):
+                self.state.learn_task(str(value["task"]), str(value["yaml"]), str(value["fingerprint"]))
+            elif name == MODELS_PROPERTY and isinstance(value, dict):
+                self.state.shipped_identities.update(value)
+            elif name == RESULT_PROPERTY and isinstance(value, dict):
                 self.state.record(value)
             elif name == BASELINE_PROPERTY and isinstance(value, dict):
                 self.state.record(value, baseline=True)
@@ -320,16 +350,34 @@ class ResultCollector:
                 task = str(value)
                 self.state.failed[task] = self.state.failed.get(task, 0) + 1
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """xdist's word that a worker died while running ``crashitem``: the sample is not
+        done (the worker's other samples are rescheduled by xdist), and the summary says so."""
+        task = crashitem.rpartition("::")[2].partition("[")[0]
+        self.state.failed[task] = self.state.failed.get(task, 0) + 1
+        self.state.not_done[crashitem] = str(report.longrepr)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected.update(i for i in ids if i.partition("::")[0].endswith((".yaml", ".yml")))
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
+        for nodeid in sorted(self.collected - self.reported):
+            # xdist stopped before handing it to a worker (workers died past
+            # --max-worker-restart, or -x / --maxfail)
+            state.not_done.setdefault(nodeid, "never run: the run stopped before it")
         if not state.results and not state.failed:
             return
         from pytest_lmms._summary import build_results
 
         results = build_results(state, session, time.time() - state.started)
         session.config.stash[RESULTS_KEY] = results
-        if results["gates"]["failures"] and session.exitstatus == pytest.ExitCode.OK:
-            # A gate fails the run, never a sample: pytest's own outcome counts stay true.
+        unscored = any(info.get("error") for info in results["tasks"].values())
+        if (results["gates"]["failures"] or unscored) and session.exitstatus == pytest.ExitCode.OK:
+            # A gate (or a task that could not be aggregated) fails the run, never a sample:
+            # pytest's own outcome counts stay true.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -337,10 +385,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     results = config.stash.get(RESULTS_KEY, None)
     if results is None:
         return
-    from pytest_lmms._summary import gate_lines, summary_lines
+    from pytest_lmms._summary import error_lines, gate_lines, summary_lines
 
+    # Ends the progress line first: else the first row is preceded by a blank line when
+    # progress was printed per file (one process) but not under xdist.
+    terminalreporter.ensure_newline()
     terminalreporter.section("pytest-lmms results")
     for line in summary_lines(results):
         terminalreporter.write_line(line)
+    for line in error_lines(results):
+        terminalreporter.write_line(line, red=True, bold=True)
     for line in gate_lines(results):
         terminalreporter.write_line(line, red=True, bold=True)

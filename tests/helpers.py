@@ -13,7 +13,10 @@ from typing import Any
 # model "worse" answers "nope" to every even doc id, and the model "down" fails every call. "FAIL" answers raise; every answered request is
 # logged (one doc id per line) to $SCRIPTED_LOG, so tests count real model calls, and each
 # batch's size to $SCRIPTED_BATCHES;
-# $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered.
+# $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered
+# (only in the xdist worker $SCRIPTED_CRASH_WORKER names, when it is set);
+# each construction of the backend is logged to $SCRIPTED_INIT_LOG as "<xdist worker or
+# main> <model id>".
 SCRIPTED_BACKEND = """
 import os
 import signal
@@ -31,13 +34,19 @@ class ScriptedBackend:
     def __init__(self, model_id="", batch_size="4"):
         self.model_id = model_id
         self.max_batch_size = int(batch_size)
+        constructed = os.environ.get("SCRIPTED_INIT_LOG")
+        if constructed:
+            with open(constructed, "a") as handle:
+                handle.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {model_id}\\n")
 
     def identity(self):
         return {"backend": "scripted", "model": self.model_id}
 
     def generate(self, requests):
         crash_after = int(os.environ.get("SCRIPTED_CRASH_AFTER", "0"))
-        if crash_after and _answered[0] >= crash_after:
+        # $SCRIPTED_CRASH_WORKER=gw1 limits the crash to that xdist worker
+        crash_here = os.environ.get("SCRIPTED_CRASH_WORKER") in (None, os.environ.get("PYTEST_XDIST_WORKER"))
+        if crash_after and crash_here and _answered[0] >= crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
         out = []
         for request in requests:

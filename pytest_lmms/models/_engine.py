@@ -2,9 +2,9 @@
 
 It takes the session's requests up front (``plan``), answers cache hits at once, and runs
 the misses in large batches on one background thread, in plan order, so a sample item only
-waits for its own response and the model never waits for scoring. Each finished batch is
-written to the cache before the items waiting on it are released, so a crash loses at most
-the batch in flight.
+waits for its own response and the model never waits for scoring. Every answer is written
+to the cache (write-ahead log, fsynced) before the item waiting on it is released, so an
+answer is durable before its sample is reported: a crash loses only answers no item saw.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ from typing import Any, Protocol
 
 from pytest_lmms.models._base import Backend, BackendError
 from pytest_lmms.types import Request, Response
-
-STREAM_FLUSH_SIZE = 32
-STREAM_FLUSH_SECONDS = 0.05
 
 
 class _Cache(Protocol):
@@ -204,26 +201,19 @@ class Engine:
 
     def _run_streaming(self, stream: Callable[..., None], batch: list[tuple[str, Request]]) -> None:
         """Backends that answer one by one (servers, APIs): release items as answers come,
-        after writing them to the cache in small groups (one fsync per group)."""
-        buffer: list[tuple[str, Request, Any]] = []
-        first_buffered = 0.0
+        each after it is in the cache, written by a committer thread off the backend's own
+        (its event loop never waits on an fsync)."""
+        committer = _GroupCommitter(self._deliver)
         delivered = [False] * len(batch)
+        lock = threading.Lock()
 
         def callback(index: int, output: Response | BaseException) -> None:
-            nonlocal first_buffered
-            if delivered[index]:
-                return
-            delivered[index] = True
+            with lock:  # a backend may call back from several threads
+                if delivered[index]:
+                    return
+                delivered[index] = True
             key, request = batch[index]
-            if not buffer:
-                first_buffered = time.perf_counter()
-            buffer.append((key, request, output))
-            if (
-                len(buffer) >= STREAM_FLUSH_SIZE
-                or time.perf_counter() - first_buffered > STREAM_FLUSH_SECONDS
-            ):
-                self._deliver(buffer[:])
-                buffer.clear()
+            committer.add((key, request, output))
 
         try:
             stream([request for _, request in batch], callback)
@@ -235,8 +225,7 @@ class Engine:
             for index in range(len(batch)):
                 if not delivered[index]:
                     callback(index, BackendError("the backend returned without answering this request"))
-            self._deliver(buffer[:])
-            buffer.clear()
+            committer.close()
 
     def _deliver(self, entries: Sequence[tuple[str, Request, Any]]) -> None:
         """Cache what was answered, then release every waiting item."""
@@ -296,3 +285,40 @@ class Engine:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+
+
+class _GroupCommitter:
+    """Delivers (caches, then releases) streamed answers on its own thread, as a group commit:
+    whatever arrived while the previous group was being fsynced goes in the next group. An
+    answer therefore waits for at most one fsync in front of its own, never for a later
+    answer, and a busy server still gets one fsync per many answers."""
+
+    def __init__(self, deliver: Callable[[Sequence[tuple[str, Request, Any]]], None]) -> None:
+        self._deliver = deliver
+        self._queue: list[tuple[str, Request, Any]] = []
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="pytest-lmms-commit", daemon=True)
+        self._thread.start()
+
+    def add(self, entry: tuple[str, Request, Any]) -> None:
+        with self._ready:
+            self._queue.append(entry)
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                group, self._queue = self._queue, []
+            self._deliver(group)
+
+    def close(self) -> None:
+        """Deliver what is queued, then stop."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()

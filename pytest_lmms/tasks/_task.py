@@ -411,11 +411,16 @@ class Task:
         import orjson
 
         digest = hashlib.sha256(orjson.dumps(self.spec.raw, default=str, option=orjson.OPT_SORT_KEYS))
-        for module in sorted(
-            {f.__module__ for f in self._functions.values()}
-            | {f.__module__ for f in self._aggregations.values()}
-        ):
-            file = getattr(sys.modules.get(module), "__file__", None)
+        files: dict[str, Any] = {}
+        for function in [*self._functions.values(), *self._aggregations.values()]:
+            # The function's own globals first: its module may be gone from sys.modules (an
+            # in-process pytest session restores sys.modules) while the cached import is reused.
+            file = getattr(function, "__globals__", {}).get("__file__")
+            files.setdefault(
+                function.__module__, file or getattr(sys.modules.get(function.__module__), "__file__", None)
+            )
+        for module in sorted(files):
+            file = files[module]
             if file:
                 digest.update(Path(file).read_bytes())
         return digest.hexdigest()

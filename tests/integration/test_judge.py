@@ -114,8 +114,12 @@ def test_without_a_judge_the_rules_decide(graded: pytest.Pytester) -> None:
 def test_a_failing_judge_fails_the_sample_with_its_reason(graded: pytest.Pytester) -> None:
     result = run(graded, "down", "--judge-model=scripted:down")
     assert result.parseoutcomes() == {"passed": 2, "failed": 4}
+    # four samples failing for one reason are printed once, with the reason and their ids
     result.stdout.fnmatch_lines(
-        ["*graded[[]2[]]: scoring failed: JudgeError: judge scripted:down failed on prompt 'test_grade'*"]
+        [
+            "4 samples failed: scoring failed: JudgeError: judge scripted:down failed on prompt 'test_grade'*",
+            "*graded.yaml::graded[[]2[]]*",
+        ]
     )
 
 

@@ -216,6 +216,9 @@ def test_results_are_shipped_from_xdist_workers_which_batch_their_queue(
     assert result.parseoutcomes() == {"passed": 39, "wrong": 1}
     data = results_json(lmms_project)
     assert data["tasks"]["qa"]["n"] == 40
+    # the controller, which collects nothing, still aggregates what the workers shipped
+    assert data["tasks"]["qa"]["metrics"]["exact_match"]["value"] == pytest.approx(39 / 40)
+    result.stdout.fnmatch_lines(["qa*exact_match*0.9750*"])
     assert sorted(model_calls(model_log), key=int) == [str(i) for i in range(40)]
     sizes = [int(line) for line in batches.read_text().split()]
     # each worker plans what xdist queued for it: full batches of 4, not one call per item
