@@ -230,7 +230,7 @@ class SampleItem(pytest.Item):
             except Exception as exc:  # noqa: BLE001 - a failed call is never scored
                 who = "model" if index == 0 else f"baseline model ({state.models[index].spec})"
                 raise SampleFailure(f"{who} call failed: {type(exc).__name__}: {exc}") from exc
-            self._score(state, doc, response, baseline=index > 0)
+            self._score(state, doc, request, response, baseline=index > 0)
 
     def _items_to_plan(self, state: LmmsSession) -> list[SampleItem]:
         if state.is_worker:
@@ -257,37 +257,43 @@ class SampleItem(pytest.Item):
             return [item for item in queued if isinstance(item, SampleItem)]
         return []
 
-    def _score(self, state: LmmsSession, doc: dict[str, Any], response: Any, baseline: bool = False) -> None:
+    def _score(
+        self, state: LmmsSession, doc: dict[str, Any], request: Any, response: Any, baseline: bool = False
+    ) -> None:
+        from pytest_lmms.report import prompt_record
         from pytest_lmms.scoring import strip_reasoning
+        from pytest_lmms.types import SampleResult
 
         task = self.task
         raw = response.text
         text = strip_reasoning(raw, state.reasoning_tags(task))
         judge = state.judge.for_sample() if task.uses_judge and state.judge is not None else None
         try:
-            scores = task.score(doc, text, judge=judge)
+            scores, answer = task.score_and_answer(doc, text, judge=judge)
             target = task.target(doc)
             cluster_id = task.cluster_id(doc)
         except Exception as exc:  # noqa: BLE001
             raise SampleFailure(f"scoring failed: {type(exc).__name__}: {exc}") from exc
-        result = {
-            "task": task.name,
-            "doc_id": self.doc_id,
-            "cluster_id": cluster_id,
-            "repeat": self.repeat,
-            "target": target,
-            "response": text,
-            "raw": raw,
-            "scores": scores,
-            "cached": response.cached,
-            "latency_s": response.latency_s,
-            "input_tokens": response.input_tokens,
-            "output_tokens": response.output_tokens,
-            "ttft_s": response.ttft_s,
-        }
-        if judge is not None and judge.calls:
-            result["judge_calls"] = judge.calls
-            result["judge_prompts"] = judge.prompts_used
+        result = SampleResult(
+            task=task.name,
+            doc_id=self.doc_id,
+            cluster_id=cluster_id,
+            repeat=self.repeat,
+            target=target,
+            response=text,
+            raw=raw,
+            scores=scores,
+            cached=response.cached,
+            latency_s=response.latency_s,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            ttft_s=response.ttft_s,
+            judge_calls=judge.calls if judge is not None else 0,
+            judge_prompts=tuple(judge.prompts_used) if judge is not None else (),
+            judge_log=tuple(judge.log) if judge is not None else (),
+            prompt=prompt_record(request),
+            extracted=_json_safe(answer),
+        ).to_json()
         if baseline:
             self.user_properties.append((BASELINE_PROPERTY, result))
             return
@@ -303,6 +309,16 @@ class SampleItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.task.name}[{self.doc_id}]"
+
+
+def _json_safe(value: Any) -> Any:
+    """An extracted answer as JSON data: numbers, strings, lists of them; anything else as
+    its text (a scorer may note any object)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return str(value)
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:

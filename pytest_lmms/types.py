@@ -307,12 +307,20 @@ class SampleResult:
     ttft_s: float | None = None
     judge_calls: int = 0  # LLM-judge calls made to score this sample
     judge_prompts: tuple[str, ...] = ()
+    # what the model was shown: {"text", "media": [{kind, path, sha256, sampling?}], "choices"}
+    prompt: Mapping[str, Any] | None = None
+    extracted: Any = None  # the answer the scorer read out of the response (None: none noted)
+    judge_log: tuple[Mapping[str, str], ...] = ()  # each judge call: {"prompt", "reply"}
 
     def to_json(self) -> dict[str, Any]:
         data = self._core_json()
+        if self.prompt is not None:
+            data["prompt"] = dict(self.prompt)
+        data["extracted"] = self.extracted
         if self.judge_calls:
             data["judge_calls"] = self.judge_calls
             data["judge_prompts"] = list(self.judge_prompts)
+            data["judge_log"] = [dict(call) for call in self.judge_log]
         return data
 
     def _core_json(self) -> dict[str, Any]:
@@ -350,6 +358,9 @@ class SampleResult:
             ttft_s=data.get("ttft_s"),
             judge_calls=int(data.get("judge_calls") or 0),
             judge_prompts=tuple(data.get("judge_prompts") or ()),
+            prompt=data.get("prompt"),
+            extracted=data.get("extracted"),
+            judge_log=tuple(data.get("judge_log") or ()),
         )
 
 

@@ -174,9 +174,13 @@ class SampleJudge:
         self.model = judge.model
         self.calls = 0
         self.prompts_used: list[str] = []
+        # each call as the sample's record shows it: the prompt's name and the judge's reply
+        self.log: list[dict[str, str]] = []
 
     def ask(self, prompt: JudgePrompt, /, **fields: Any) -> str:
         self.calls += 1
         if prompt.name not in self.prompts_used:
             self.prompts_used.append(prompt.name)
-        return self.judge.ask(prompt, **fields)
+        reply = self.judge.ask(prompt, **fields)
+        self.log.append({"prompt": prompt.name, "reply": reply})
+        return reply

@@ -90,6 +90,12 @@ def test_the_judge_rescues_answers_the_rules_miss(graded: pytest.Pytester, model
     samples = [json.loads(line) for line in lines]
     judged = {s["doc_id"]: s["judge_calls"] for s in samples if "judge_calls" in s}
     assert judged == {"2": 1, "3": 1, "4": 1, "5": 1}
+    # each sample's line holds its judge calls: the prompt asked and the judge's reply
+    logs = {s["doc_id"]: s["judge_log"] for s in samples if "judge_log" in s}
+    assert sorted(logs) == ["2", "3", "4", "5"]
+    assert all(
+        len(log) == 1 and log[0]["prompt"] == "test_grade" and log[0]["reply"] for log in logs.values()
+    )
     # six model calls and four judge calls (the judge's requests have no doc id)
     assert len(model_log.read_text().splitlines()) == 10
 
