@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Callable, Collection, Mapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
@@ -77,16 +79,55 @@ def resolve_backend(spec: str) -> tuple[BackendFactory, str]:
     backend_name, model_id = parse_model_spec(spec)
     factory = _load(backend_name)
     if factory is None:
-        known = ", ".join(available_backends())
-        raise ValueError(f"unknown model backend {backend_name!r} in --model={spec}; known: {known}")
+        known = available_backends()
+        raise ValueError(
+            f"unknown backend {backend_name!r}; {_did_you_mean(backend_name, known)}known: {', '.join(known)}"
+        )
     return factory, model_id
 
 
 def create_backend(spec: str, args: Mapping[str, Any] | None = None) -> Backend:
+    """The backend of ``BACKEND:MODEL_ID`` built with ``args``; a ValueError naming the
+    valid arguments when one is unknown or a required one is missing."""
     factory, model_id = resolve_backend(spec)
+    arguments = dict(args or {})
+    check_backend_arguments(parse_model_spec(spec)[0], factory, arguments)
+    return factory(model_id, **arguments)
+
+
+def check_backend_arguments(name: str, factory: BackendFactory, args: Collection[str]) -> None:
+    """Raise ValueError for argument names the factory's signature cannot take.
+
+    The parameters after the first (which receives the model id) are the arguments. A
+    factory taking ``**kwargs`` checks its own (``openai`` and ``hf`` do), so nothing is
+    checked here; neither is a factory whose signature cannot be read.
+    """
     try:
-        return factory(model_id, **dict(args or {}))
-    except TypeError as exc:
-        if "argument" not in str(exc):
-            raise
-        raise ValueError(f"--model={spec} --model-args {dict(args or {})}: {exc}") from None
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if parameters and parameters[0].kind in positional:
+        parameters = parameters[1:]  # the model id
+    named = [p for p in parameters if p.kind in (*positional[1:], inspect.Parameter.KEYWORD_ONLY)]
+    valid = [p.name for p in named]
+    listed = ", ".join(valid) if valid else "none"
+    unknown = [key for key in args if key not in valid]
+    if unknown:
+        hint = _did_you_mean(unknown[0], valid) if len(unknown) == 1 else ""
+        what = "argument" if len(unknown) == 1 else "arguments"
+        shown = ", ".join(repr(key) for key in unknown)
+        raise ValueError(f"unknown {what} {shown} for backend {name!r}; {hint}valid arguments: {listed}")
+    missing = [p.name for p in named if p.default is inspect.Parameter.empty and p.name not in args]
+    if missing:
+        raise ValueError(
+            f"backend {name!r} needs argument(s) {', '.join(missing)}; valid arguments: {listed}"
+        )
+
+
+def _did_you_mean(word: str, known: Collection[str]) -> str:
+    """``"did you mean 'x'? "`` for the closest known name, or nothing when none is close."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""

@@ -217,6 +217,6 @@ def test_bad_baseline_options_are_usage_errors(lmms_project: pytest.Pytester) ->
     write_task(lmms_project, "qa", 2, wrong=[])
     result = lmms_project.runpytest("--model=scripted:m", "--baseline-model=nosuch:x", "--lmms-cache=cache")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown model backend 'nosuch'*"])
+    result.stderr.fnmatch_lines(["*unknown backend 'nosuch'*"])
     both = lmms_project.runpytest("--baseline=x", "--baseline-model=scripted:m")
     assert both.ret == pytest.ExitCode.USAGE_ERROR

@@ -93,7 +93,7 @@ def test_evaluate_passes_extra_options_as_lmms_flags(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_is_a_value_error_naming_it_before_any_session(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown model backend 'nosuch'.*known: .*random"):
+    with pytest.raises(ValueError, match=r"unknown backend 'nosuch'.*known: .*random"):
         run(tmp_path, model="nosuch:x")
     with pytest.raises(ValueError, match=r"BACKEND:MODEL_ID.*'random'"):
         run(tmp_path, model="random")

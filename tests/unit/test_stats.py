@@ -6,8 +6,8 @@ Three kinds of evidence:
   computes for the same seeded data (to 1e-6 relative), so the formulas are not re-derived
   here;
 - seeded coverage simulations: 95% intervals cover the true value about 95% of the time,
-  and ignoring clusters on clustered data demonstrably does not (so these tests fail if
-  the clustering is dropped);
+  also for proportions near 0 and 1 (Wilson's interval), and ignoring clusters on
+  clustered data demonstrably does not (so these tests fail if the clustering is dropped);
 - one test per documented edge case.
 """
 
@@ -25,6 +25,7 @@ import pytest
 import scipy.stats
 import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 from pytest_lmms.stats import Comparison, bootstrap, compare, estimate, holm
 from pytest_lmms.types import Estimate
@@ -35,6 +36,10 @@ LEVELS = [0.9, 0.95, 0.99]
 
 def approx(expected: float | np.floating[Any]) -> Any:
     return pytest.approx(expected, rel=REL, abs=1e-12)
+
+
+def wilson_approx(expected: float | np.floating[Any]) -> Any:
+    return pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def as_runs(a: np.ndarray, b: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
@@ -169,6 +174,69 @@ def test_holm_matches_statsmodels(seed: int) -> None:
     assert all(isinstance(x, float) for x in adjusted)
 
 
+@pytest.mark.parametrize(("k", "n"), [(0, 80), (80, 80), (1, 2), (3, 20), (17, 20), (250, 500), (499, 500)])
+@pytest.mark.parametrize("level", LEVELS)
+def test_proportion_estimate_is_statsmodels_wilson(k: int, n: int, level: float) -> None:
+    scores = np.r_[np.ones(k), np.zeros(n - k)]
+    result = estimate(scores, level=level)
+
+    low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    assert (result.ci_low, result.ci_high) == (wilson_approx(low), wilson_approx(high))
+    assert result.se == approx(scipy.stats.sem(scores))
+    assert (result.value, result.method, result.n_clusters) == (approx(k / n), "wilson", None)
+
+
+def test_zero_right_out_of_80_is_not_a_certainty() -> None:
+    # The offline quick start's 0/80: a t interval said [0, 0]; 80 samples cannot say that.
+    result = estimate([0.0] * 80)
+    assert (result.value, result.se, result.ci_low) == (0.0, 0.0, 0.0)
+    assert result.ci_high == wilson_approx(proportion_confint(0, 80, method="wilson")[1])
+    assert result.ci_high == pytest.approx(0.0458, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("level", LEVELS)
+def test_clustered_proportion_is_wilson_on_the_effective_sample_size(seed: int, level: float) -> None:
+    rng = np.random.default_rng(300 + seed)
+    n_clusters = int(rng.integers(3, 40))
+    groups = np.repeat(np.arange(n_clusters), rng.integers(1, 9, size=n_clusters))
+    scores = (rng.random(len(groups)) < rng.beta(1.0, 2.0, size=n_clusters)[groups]).astype(float)
+    n = len(scores)
+
+    result = estimate(scores, clusters=[f"q{g}" for g in groups], level=level)
+
+    # deff = (cluster-robust SE / iid SE)^2 from statsmodels and scipy, floored at 1;
+    # the G - 1 df t quantile in place of z is Wilson at n_eff * (z / t)^2.
+    deff = max((cluster_fit(scores, groups).bse[0] / scipy.stats.sem(scores)) ** 2, 1.0)
+    z = scipy.stats.norm.ppf(0.5 + level / 2)
+    t = scipy.stats.t.ppf(0.5 + level / 2, n_clusters - 1)
+    size = n / deff * (z / t) ** 2
+    low, high = proportion_confint(np.mean(scores) * size, size, alpha=1 - level, method="wilson")
+    assert (result.ci_low, result.ci_high) == (wilson_approx(low), wilson_approx(high))
+    assert result.se == approx(cluster_fit(scores, groups).bse[0])  # the SE stays CR1
+    assert (result.method, result.n_clusters) == ("wilson-cluster", n_clusters)
+
+
+def test_clustered_proportion_never_narrower_than_independent() -> None:
+    # Negatively correlated clusters (one right, one wrong in each) give deff < 1: floored.
+    scores = [1.0, 0.0] * 20
+    clustered = estimate(scores, clusters=np.repeat(np.arange(20), 2))
+    independent = estimate(scores)
+    assert clustered.ci_high - clustered.ci_low >= independent.ci_high - independent.ci_low
+    # all equal: deff is 0 / 0, taken as 1 (Korn & Graubard), not a zero-width interval
+    zero = estimate([0.0] * 40, clusters=np.repeat(np.arange(10), 4))
+    assert zero.ci_low == 0.0 and 0.05 < zero.ci_high < 0.2
+
+
+def test_integer_cluster_arrays_number_clusters_by_first_appearance() -> None:
+    # The vectorized path for integer ids gives the bootstrap the same draws as a list.
+    ids = np.array([7, 7, 3, 9, 3, 1, 9, 9])
+    values = np.arange(8, dtype=float)
+    assert bootstrap(values, np.mean, clusters=ids, seed=2) == bootstrap(
+        values, np.mean, clusters=[str(i) for i in ids], seed=2
+    )
+
+
 # --------------------------------------------------------------------------------------
 # Coverage simulations (seeded, so deterministic)
 # --------------------------------------------------------------------------------------
@@ -250,6 +318,63 @@ def test_coverage_cluster_bootstrap_mean() -> None:
     assert 0.92 <= covered(results, 0.7) <= 0.975
 
 
+BOUNDARY_SIMULATIONS = 20_000  # replications per (p, n, design); Monte Carlo SD <= 0.16 points
+CLUSTER_SIZE = 4  # questions per image (or repeats per question): G = 5, 20, 125
+CONCENTRATION = 4.0  # Beta concentration of the per-cluster rates: ICC 1 / (4 + 1) = 0.2
+
+
+def proportion_coverage(p: float, n: int, clustered: bool, rng: np.random.Generator) -> float:
+    """Coverage of ``estimate``'s 95% interval over seeded replications of 0/1 scores.
+
+    A replication is summed up by what the estimate depends on (the number right, or the
+    sorted numbers right per cluster), so each distinct outcome is estimated once and
+    counted as often as it was drawn: every interval comes from ``estimate`` itself.
+    """
+    # Without clusters one "cluster" of all n scores: the number right is all that counts.
+    size = CLUSTER_SIZE if clustered else n
+    n_clusters = n // size
+    if clustered:
+        rates = rng.beta(p * CONCENTRATION, (1 - p) * CONCENTRATION, size=(BOUNDARY_SIMULATIONS, n_clusters))
+    else:
+        rates = np.full((BOUNDARY_SIMULATIONS, 1), p)
+    right = np.sort(rng.binomial(size, rates), axis=1)
+    outcomes, counts = np.unique(right, axis=0, return_counts=True)
+    groups = np.repeat(np.arange(n_clusters), size)
+    hits = 0
+    for outcome, count in zip(outcomes, counts, strict=True):
+        scores = (np.arange(size) < outcome[:, None]).ravel().astype(float)
+        result = estimate(scores, clusters=groups if clustered else None)
+        hits += count * (result.ci_low <= p <= result.ci_high)
+    return hits / BOUNDARY_SIMULATIONS
+
+
+@pytest.mark.parametrize("clustered", [False, True], ids=["independent", "clustered"])
+@pytest.mark.parametrize("n", [20, 80, 500])
+@pytest.mark.parametrize("p", [0.01, 0.05, 0.5])
+def test_coverage_of_proportions_near_the_boundary(p: float, n: int, clustered: bool) -> None:
+    coverage = proportion_coverage(p, n, clustered, np.random.default_rng([n, int(p * 100), clustered]))
+    if (p, n, clustered) == (0.05, 20, False):
+        # Wilson's known dip (Brown, Cai & DasGupta 2001, fig. 4): it covers 0.05 exactly
+        # when at most 2 of 20 are right, P = 0.9245; the t interval covered 64% here.
+        assert coverage == pytest.approx(scipy.stats.binom.cdf(2, 20, 0.05), abs=0.006)
+        return
+    assert coverage >= 0.93
+    if p == 0.5 and (not clustered or n // CLUSTER_SIZE >= 20):
+        assert coverage <= 0.97  # away from the boundary and with enough clusters: not loose
+
+
+def test_t_interval_undercovers_proportions_near_the_boundary() -> None:
+    # What the Wilson interval fixes: a t interval of 0/1 scores at p = 0.01, n = 80 is
+    # [0, 0] whenever none is right (45% of runs), so it covers far below 95%.
+    rng = np.random.default_rng(1)
+    right = rng.binomial(80, 0.01, size=BOUNDARY_SIMULATIONS)
+    sem = np.sqrt(right / 80 * (1 - right / 80) / 79)
+    half = scipy.stats.t.ppf(0.975, 79) * sem
+    t_covers = np.abs(right / 80 - 0.01) <= half
+    assert np.mean(t_covers) < 0.7
+    assert proportion_coverage(0.01, 80, False, rng) >= 0.93
+
+
 # --------------------------------------------------------------------------------------
 # estimate: edge cases
 # --------------------------------------------------------------------------------------
@@ -289,14 +414,16 @@ def test_estimate_with_a_single_cluster_has_undefined_uncertainty() -> None:
     result = estimate([1, 0, 1, 1], clusters=["img"] * 4)
     assert result.value == 0.75
     assert math.isnan(result.se) and math.isnan(result.ci_low) and math.isnan(result.ci_high)
-    assert (result.method, result.n_clusters, result.n) == ("cluster-t", 1, 4)
+    assert (result.method, result.n_clusters, result.n) == ("wilson-cluster", 1, 4)
+    graded = estimate([1, 0.5, 1, 1], clusters=["img"] * 4)
+    assert math.isnan(graded.ci_low) and graded.method == "cluster-t"
 
 
 @pytest.mark.parametrize("clusters", [None, ["a", "a", "b", "c", "c"]])
-def test_estimate_of_equal_scores_has_zero_width_interval(clusters: list[str] | None) -> None:
+def test_estimate_of_equal_graded_scores_has_zero_width_interval(clusters: list[str] | None) -> None:
     # Correct, not a failure: with no observed variability there is nothing to propagate.
-    result = estimate([1.0] * 5, clusters=clusters)
-    assert (result.value, result.se, result.ci_low, result.ci_high) == (1.0, 0.0, 1.0, 1.0)
+    result = estimate([0.5] * 5, clusters=clusters)
+    assert (result.value, result.se, result.ci_low, result.ci_high) == (0.5, 0.0, 0.5, 0.5)
 
 
 def test_estimate_accepts_bool_and_int_scores() -> None:
@@ -582,16 +709,15 @@ def test_cluster_copies_splits_each_drawn_copy_of_a_cluster() -> None:
     assert copies == [[("a", 1), ("a", 2)], [("a", 1), ("a", 2)], [("b", 3)], [("c", 4), ("c", 5)]]
 
 
-def test_a_proportions_interval_is_cut_to_zero_and_one() -> None:
-    from scipy import stats as scipy_stats
-
+def test_a_proportion_gets_wilsons_interval_inside_zero_and_one() -> None:
     scores = [1.0] * 9 + [0.0]
     est = estimate(scores)
-    sem = scipy_stats.sem(scores)
-    high = 0.9 + scipy_stats.t.ppf(0.975, 9) * sem
-    assert high > 1.0  # the plain t interval leaves [0, 1] ...
-    assert est.ci_high == 1.0  # ... the reported one does not
-    assert est.ci_low == pytest.approx(0.9 - scipy_stats.t.ppf(0.975, 9) * sem)
-    assert est.se == pytest.approx(sem)
+    # the t interval would reach past 1: 0.9 + t(0.975, 9) * SE
+    assert 0.9 + scipy.stats.t.ppf(0.975, 9) * scipy.stats.sem(scores) > 1.0
+    low, high = proportion_confint(9, 10, method="wilson")
+    assert (est.ci_low, est.ci_high, est.method) == (wilson_approx(low), wilson_approx(high), "wilson")
+    assert est.ci_high < 1.0
+    assert est.se == approx(scipy.stats.sem(scores))  # the SE is not Wilson's
     # scores that are not all 0/1 keep the whole t interval
-    assert estimate([1.0] * 9 + [0.5]).ci_high > 1.0
+    graded = estimate([1.0] * 9 + [0.5])
+    assert graded.ci_high > 1.0 and graded.method == "t"
