@@ -135,6 +135,11 @@ class LmmsSession:
         # Samples of an xdist run not done (node id -> why): the one a dying worker was
         # running, and those a stopped run never handed out.
         self.not_done: dict[str, str] = {}
+        # Samples this run planned, per task (collected and selected), and each task's span
+        # (its first sample's start, its last one's stop): completeness and per-task times.
+        self.planned: dict[str, int] = {}
+        self.task_spans: dict[str, list[float]] = {}
+        self.interrupted = False
         self.tasks: dict[str, Task] = {}
         # Why a task shipped by an xdist worker could not be rebuilt here (its summary row).
         self.task_errors: dict[str, str] = {}

@@ -23,7 +23,7 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
 
     by_task = _by_task(state.results)
     tasks: dict[str, Any] = {}
-    for name in sorted(set(by_task) | set(state.failed)):
+    for name in sorted(set(by_task) | set(state.failed) | set(state.planned)):
         error = state.task_errors.get(name)
         task = state.tasks.get(name) if error is None else None
         results = by_task.get(name, [])
@@ -35,14 +35,22 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
             stability_info = _stability(results, task.primary_metric)
         else:
             stability_info = None
+        # a metric the YAML declares that no sample produced is named, never dropped quietly
+        missing = [m for m in task.metric_names if m not in metrics] if task is not None and results else []
+        span = state.task_spans.get(name)
+        task_wall = span[1] - span[0] if span is not None else wall_s
         tasks[name] = {
             "yaml": str(task.path) if task is not None else None,
             "fingerprint": task.fingerprint if task is not None else None,
             "n": len(results),
             "failed": state.failed.get(name, 0),
+            "planned": state.planned.get(name),
             "metrics": metrics,
+            "missing_metrics": missing,
             "samples_file": str(state.writer.path_for(name)) if results else None,
-            "throughput": throughput(results, wall_s),
+            # from the task's first sample starting to its last one ending
+            "wall_s": round(task_wall, 4),
+            "throughput": throughput(results, task_wall),
             "stability": stability_info,
             "judge": _judge_use(results),
         }
@@ -70,8 +78,35 @@ def build_results(state: LmmsSession, session: pytest.Session, wall_s: float) ->
         data["comparison"] = None
     data["gates"] = _check_gates(state, data)
     data["not_done"] = [{"nodeid": nodeid, "reason": why} for nodeid, why in sorted(state.not_done.items())]
+    data["completeness"] = _completeness(state, tasks)
+    if state.run.strict_metrics:
+        for name, info in tasks.items():
+            if info["missing_metrics"]:
+                data["gates"]["failures"].append(
+                    {
+                        "gate": "strict-metrics",
+                        "message": f"{name}: no sample produced {', '.join(info['missing_metrics'])}",
+                    }
+                )
     write_results(results_path, data)
     return data
+
+
+def _completeness(state: LmmsSession, tasks: dict[str, Any]) -> dict[str, Any]:
+    """Planned against done: a run cut short (Ctrl-C, -x, a dead worker) says so."""
+    planned = sum(state.planned.values())
+    scored = sum(info["n"] for info in tasks.values())
+    failed = sum(info["failed"] for info in tasks.values())
+    done = scored + failed
+    return {
+        "planned": planned,
+        "done": done,
+        "scored": scored,
+        "failed": failed,
+        "not_done": len(state.not_done),
+        "interrupted": state.interrupted,
+        "complete": not state.interrupted and not state.not_done and done >= planned,
+    }
 
 
 def _by_task(results: list[SampleResult]) -> dict[str, list[SampleResult]]:
@@ -237,6 +272,20 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
                     "failed": info["failed"],
                 }
             )
+        for metric in info.get("missing_metrics") or []:
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "value": None,
+                    "ci_low": None,
+                    "ci_high": None,
+                    "n": 0,
+                    "n_clusters": None,
+                    "method": "no sample produced it",
+                    "failed": info["failed"],
+                }
+            )
     lines = format_table(rows)
     total = results["throughput"]
     lines.append("")
@@ -245,6 +294,13 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
         f"{total['model_calls']} model calls, {total['wall_s']:.2f} s"
     )
     lines.append(f"results: {results['results_file']}")
+    completeness = results.get("completeness") or {}
+    if completeness and not completeness.get("complete", True):
+        why = " (interrupted)" if completeness.get("interrupted") else ""
+        lines.append(
+            f"incomplete run{why}: {completeness['done']} of {completeness['planned']} planned samples done "
+            f"({completeness['failed']} failed); the scores cover the samples done only"
+        )
     stable = {task: info["stability"] for task, info in results["tasks"].items() if info.get("stability")}
     if stable:
         lines.append("")

@@ -28,6 +28,10 @@ _SETTINGS: dict[str, tuple[str, str]] = {
     "lmms_cache": ("cache", f"response cache directory (default: {DEFAULT_CACHE})"),
     "lmms_output": ("output", f"directory for results.json and samples files (default: {DEFAULT_OUTPUT})"),
     "lmms_run_name": ("run_name", "name of this run's results folder (default: time and model)"),
+    "lmms_strict_metrics": (
+        "strict_metrics",
+        "fail the run (exit 1) when a metric a task declares was produced by no sample",
+    ),
     "lmms_data": (
         "data",
         "folder of local dataset copies (pytest-lmms download): hub datasets are read from it "
@@ -112,6 +116,7 @@ class RunConfig:
     frame_cache_dir: Path | None = None
     judge_model_args: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path | None = None
+    strict_metrics: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,14 +145,38 @@ class RunConfig:
             "judge_model": self.judge_model,
             "judge_model_args": _redact(self.judge_model_args),
             "data_dir": str(self.data_dir) if self.data_dir else None,
+            "strict_metrics": self.strict_metrics,
         }
 
 
-_SECRET = re.compile(r"(key|token|secret|password|auth)", re.IGNORECASE)
+# An argument holding a secret; not one naming where a secret is (api_key_env) or
+# counting tokens (max_tokens_field, max_batch_tokens).
+_SECRET = re.compile(r"(key|token(?!s)|secret|password|auth)", re.IGNORECASE)
+_NAMES_A_SECRET = ("_env", "_file_env")
 
 
-def _redact(args: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("***" if _SECRET.search(k) else v) for k, v in args.items()}
+def _is_secret(name: str) -> bool:
+    return bool(_SECRET.search(name)) and not name.endswith(_NAMES_A_SECRET)
+
+
+# Plain decimal numbers only: "1e3" or "nan" stay text, and so does "007" (an id, not 7).
+_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"[+-]?(0|[1-9][0-9]*)\.[0-9]+")
+
+
+def _redact(args: Mapping[str, str]) -> dict[str, str | int | float]:
+    """Backend arguments as results.json records them: secrets hidden, numbers as numbers."""
+    return {k: ("***" if _is_secret(k) else _json_value(v)) for k, v in args.items()}
+
+
+def _json_value(text: str) -> str | int | float:
+    # The backend still gets the text (it converts what it needs); only the record that
+    # readers compare and plot is typed: max_concurrency=8 is 8, not "8".
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return text
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -174,6 +203,14 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--lmms-run-name", dest="lmms_run_name", default=None, help=_SETTINGS["lmms_run_name"][1])
     group.addoption(
         "--lmms-data", dest="lmms_data", default=None, metavar="DIR", help=_SETTINGS["lmms_data"][1]
+    )
+    group.addoption(
+        "--lmms-strict-metrics",
+        dest="lmms_strict_metrics",
+        action="store_const",
+        const="true",
+        default=None,
+        help=_SETTINGS["lmms_strict_metrics"][1],
     )
     group.addoption("--lmms-seed", dest="lmms_seed", default=None, help=_SETTINGS["lmms_seed"][1])
     group.addoption(
@@ -439,6 +476,7 @@ def build_run_config(config: pytest.Config) -> RunConfig:
         frame_cache_dir=Path(setting("lmms_frame_cache")) if setting("lmms_frame_cache") else None,
         judge_model_args=parse_kv(setting("lmms_judge_model_args"), "--judge-model-args"),
         data_dir=_data_dir(setting("lmms_data")),
+        strict_metrics=bool(_to_bool(setting("lmms_strict_metrics"), "--lmms-strict-metrics")),
         model=str(setting("lmms_model") or DEFAULT_MODEL),
         model_args=parse_kv(setting("lmms_model_args"), "--model-args"),
         tasks=tasks,

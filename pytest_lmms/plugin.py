@@ -349,10 +349,19 @@ class ResultCollector:
         self.collected: set[str] = set()
         self.reported: set[str] = set()
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            if isinstance(item, SampleItem):
+                self.state.planned[item.task.name] = self.state.planned.get(item.task.name, 0) + 1
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reported.add(report.nodeid)
         if report.when != "call":
             return
+        task_name = dict(report.user_properties).get(TASK_PROPERTY)
+        if task_name is not None:
+            span = self.state.task_spans.setdefault(str(task_name), [report.start, report.stop])
+            span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
         for name, value in report.user_properties:
             if name == TASK_SOURCE_PROPERTY and isinstance(value, dict):
                 self.state.learn_task(str(value["task"]), str(value["yaml"]), str(value["fingerprint"]))
@@ -376,10 +385,18 @@ class ResultCollector:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.collected.update(i for i in ids if i.partition("::")[0].endswith((".yaml", ".yml")))
+        samples = [i for i in ids if i.partition("::")[0].endswith((".yaml", ".yml"))]
+        if not self.collected:  # every worker collects the same samples: count them once
+            for nodeid in samples:
+                task = nodeid.rpartition("::")[2].partition("[")[0]
+                self.state.planned[task] = self.state.planned.get(task, 0) + 1
+        self.collected.update(samples)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
+        state.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(
+            session.shouldstop or session.shouldfail
+        )
         for nodeid in sorted(self.collected - self.reported):
             # xdist stopped before handing it to a worker (workers died past
             # --max-worker-restart, or -x / --maxfail)

@@ -16,10 +16,11 @@ from typing import Any
 # $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered
 # (only in the xdist worker $SCRIPTED_CRASH_WORKER names, when it is set);
 # each construction of the backend is logged to $SCRIPTED_INIT_LOG as "<xdist worker or
-# main> <model id>".
+# main> <model id>"; $SCRIPTED_SLEEP sleeps that many seconds before each batch.
 SCRIPTED_BACKEND = """
 import os
 import signal
+import time
 
 from pytest_lmms.models import register_model
 from pytest_lmms.types import Response
@@ -48,6 +49,8 @@ class ScriptedBackend:
         crash_here = os.environ.get("SCRIPTED_CRASH_WORKER") in (None, os.environ.get("PYTEST_XDIST_WORKER"))
         if crash_after and crash_here and _answered[0] >= crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
+        # $SCRIPTED_SLEEP seconds per batch: a slow model, for Ctrl-C mid-run
+        time.sleep(float(os.environ.get("SCRIPTED_SLEEP", "0")))
         out = []
         for request in requests:
             reply = request.prompt_text.rpartition("reply ")[2].strip()

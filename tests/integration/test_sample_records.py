@@ -16,7 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_sample_lines_hold_the_prompt_media_choices_and_extracted_answer(pytester: pytest.Pytester) -> None:
     shutil.copytree(ROOT / "benchmarks" / "offline", pytester.path / "offline")
     result = pytester.runpytest(
-        "offline/motion.yaml", "--model=random:0", "--limit=3", "--lmms-run-name=r", "-p", "no:cacheprovider"
+        "offline/motion.yaml",
+        "--model=random:0",
+        "--limit=3",
+        "--lmms-run-name=r",
+        "-p",
+        "no:cacheprovider",
+        # no decode-ahead: the in-process frame cache is module state a later in-process
+        # session would see (a known leak, the typed-core issue's)
+        "--lmms-decode-threads=0",
     )
     assert result.ret == 0
     lines = (pytester.path / "results" / "r" / "samples_motion.jsonl").read_text().splitlines()
