@@ -1,5 +1,5 @@
 """The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack``,
-``submission``, ``merge``, ``runs``, ``show`` and ``download``."""
+``submission``, ``merge``, ``runs``, ``show``, ``download`` and ``report``."""
 
 from __future__ import annotations
 
@@ -352,6 +352,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pytest_lmms.report import MediaLimits, resolve_run, write_html
+
+    try:
+        runs = [resolve_run(run, args.output) for run in args.runs]
+        baseline = resolve_run(args.baseline, args.output) if args.baseline else None
+        limits = MediaLimits(image_side=args.thumbnail_px, frame_side=max(1, args.thumbnail_px // 2))
+        path = write_html(runs, args.out, baseline=baseline, media=not args.no_media, limits=limits)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -439,6 +454,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     show.add_argument("--doc", default=None, help="only the sample(s) of this document id")
     show.add_argument("--limit", type=int, default=0, help="at most N samples (0: all)")
     show.set_defaults(func=cmd_show)
+    report = sub.add_parser("report", help="one self-contained HTML report of saved runs (opens offline)")
+    report.add_argument("runs", nargs="+", help="run folders (or results.json), 'latest' or 'latest:MODEL'")
+    report.add_argument("--baseline", default=None, help="a run to compare the first run with")
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    report.add_argument("--output", default="results", help="where 'latest' looks (default: results)")
+    report.add_argument("--no-media", action="store_true", help="leave images, frames and audio out")
+    report.add_argument(
+        "--thumbnail-px", type=int, default=320, help="longer side of image thumbnails (video frames: half)"
+    )
+    report.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

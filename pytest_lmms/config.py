@@ -315,6 +315,15 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help="with -n: pin each xdist worker to its own N visible GPUs (CUDA_VISIBLE_DEVICES)",
     )
+    group.addoption(
+        "--lmms-html",
+        dest="lmms_html",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="also write the run's self-contained HTML report (default PATH: report.html in the run folder)",
+    )
     # Display only (they change no result): command line, not run settings.
     group.addoption(
         "--lmms-progress",

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey[LmmsSession]()
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+HTML_KEY = pytest.StashKey[str]()  # the summary's line about the HTML report
 RESULT_PROPERTY = "lmms_result"
 TASK_PROPERTY = "lmms_task"
 BASELINE_PROPERTY = "lmms_baseline_result"
@@ -407,11 +408,24 @@ class ResultCollector:
 
         results = build_results(state, session, time.time() - state.started)
         session.config.stash[RESULTS_KEY] = results
+        html = session.config.getoption("lmms_html")
+        if html is not None:
+            session.config.stash[HTML_KEY] = _write_html(results, state.run_dir, html or None)
         unscored = any(info.get("error") for info in results["tasks"].values())
         if (results["gates"]["failures"] or unscored) and session.exitstatus == pytest.ExitCode.OK:
             # A gate (or a task that could not be aggregated) fails the run, never a sample:
             # pytest's own outcome counts stay true.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _write_html(results: dict[str, Any], run_dir: Path, out: str | None) -> str:
+    """The run's HTML report; a report that cannot be written is said so, never a failed run."""
+    from pytest_lmms.report import write_html_for_run
+
+    try:
+        return f"report: {write_html_for_run(results, run_dir, out)}"
+    except Exception as exc:  # noqa: BLE001 - the scores are written already; say what failed
+        return f"report not written: {type(exc).__name__}: {exc}"
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -428,5 +442,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
     for line in error_lines(results):
         terminalreporter.write_line(line, red=True, bold=True)
+    html = config.stash.get(HTML_KEY, None)
+    if html is not None:
+        terminalreporter.write_line(html)
     for line in gate_lines(results):
         terminalreporter.write_line(line, red=True, bold=True)

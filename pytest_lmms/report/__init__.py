@@ -9,6 +9,8 @@ from pytest_lmms.report._gates import (
     check_regressions,
     regression_p_value,
 )
+from pytest_lmms.report._html import write_html, write_html_for_run
+from pytest_lmms.report._html_media import MediaLimits
 from pytest_lmms.report._merge import merge_runs
 from pytest_lmms.report._progress import ProgressReporter, ProgressState
 from pytest_lmms.report._results import (
@@ -29,6 +31,7 @@ __all__ = [
     "FailUnder",
     "FailureGrouper",
     "GateFailure",
+    "MediaLimits",
     "RunEntry",
     "SavedRun",
     "check_fail_under",
@@ -55,6 +58,8 @@ __all__ = [
     "resolve_run",
     "sample_records",
     "throughput",
+    "write_html",
+    "write_html_for_run",
     "write_results",
     "write_submission",
 ]
