@@ -10,14 +10,6 @@ from typing import Any
 import pytest
 
 RUN_DIR_VARIABLE = "PYTEST_LMMS_RUN_DIR"
-# keyword options whose flag has no --lmms- prefix
-_UNPREFIXED = {
-    "judge_model": "--judge-model",
-    "judge_model_args": "--judge-model-args",
-    "baseline": "--baseline",
-    "baseline_model": "--baseline-model",
-    "baseline_model_args": "--baseline-model-args",
-}
 
 
 class _Capture:
@@ -48,11 +40,12 @@ def evaluate(
     default ./benchmarks, else the benchmark catalog that comes with pytest-lmms).
 
     Returns the results dict that is also written to results.json. Extra keyword options
-    map to ``--lmms-<name>`` flags (``seed=1`` -> ``--lmms-seed=1``; ``judge_model``,
-    ``baseline`` and ``baseline_model`` to their own flags). ``cache=False``
-    disables the response cache; a path selects its directory. Raises RuntimeError when
-    the session fails before producing results (for example a usage error), and ValueError
-    for an unknown backend.
+    are the run settings by their ini / config-file key (``seed=1`` -> ``--lmms-seed=1``,
+    ``judge_model="openai:x"`` -> ``--judge-model=openai:x``, ``strict_metrics=True``,
+    ``fail_under=["t:acc=0.5", ...]``; ``pytest_lmms.config.evaluate_flags()`` lists them).
+    ``cache=False`` disables the response cache; a path selects its directory. Raises
+    RuntimeError when the session fails before producing results (for example a usage
+    error), ValueError for an unknown backend or keyword.
     """
     from pytest_lmms.models import resolve_backend
 
@@ -73,9 +66,7 @@ def evaluate(
         args.append(f"--lmms-cache={cache}")
     if output is not None:
         args.append(f"--lmms-output={output}")
-    for name, value in options.items():
-        flag = _UNPREFIXED.get(name, f"--lmms-{name.replace('_', '-')}")
-        args.append(f"{flag}={value}")
+    args += _setting_args(options)
     args += list(pytest_args)
     capture = _Capture()
     run_dir = os.environ.get(RUN_DIR_VARIABLE)
@@ -89,3 +80,28 @@ def evaluate(
     if capture.results is None:
         raise RuntimeError(f"pytest-lmms session produced no results (pytest exit code {int(exit_code)})")
     return {**capture.results, "exit_code": int(exit_code)}
+
+
+def _setting_args(options: Mapping[str, Any]) -> list[str]:
+    """Command-line arguments for run settings given as keywords, through the settings table."""
+    from pytest_lmms.config import settings
+
+    by_key = {entry.key: entry for _, entry in settings() if entry.flag is not None}
+    args: list[str] = []
+    for name, value in options.items():
+        entry = by_key.get(name)
+        if entry is None:
+            known = ", ".join(sorted(by_key))
+            raise ValueError(f"evaluate(): unknown keyword {name!r}; the run settings are: {known}")
+        if entry.action == "flag":
+            if value:
+                args.append(str(entry.flag))
+        elif entry.action == "append":
+            args += [f"{entry.flag}={item}" for item in ([value] if isinstance(value, str) else value)]
+        elif isinstance(value, Mapping):
+            args.append(f"{entry.flag}=" + ",".join(f"{k}={v}" for k, v in value.items()))
+        elif isinstance(value, (list, tuple)):
+            args.append(f"{entry.flag}=" + ",".join(map(str, value)))
+        else:
+            args.append(f"{entry.flag}={value}")
+    return args
