@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_lmms._fixtures import PROBE_PROPERTY
 from pytest_lmms._session import LmmsSession, SampleFailure
 from pytest_lmms.config import add_options, build_run_config
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey[LmmsSession]()
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 HTML_KEY = pytest.StashKey[str]()  # the summary's line about the HTML report
+EXPORT_KEY = pytest.StashKey[list[str]]()  # exporters that failed
 RESULT_PROPERTY = "lmms_result"
 TASK_PROPERTY = "lmms_task"
 BASELINE_PROPERTY = "lmms_baseline_result"
@@ -28,6 +30,12 @@ WRONG_PROPERTY = "lmms_wrong"
 TASK_SOURCE_PROPERTY = "lmms_task_source"
 # The identity of each model of the run, shipped once per worker process.
 MODELS_PROPERTY = "lmms_models"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_lmms import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
             pin_worker(workerinput, per_worker)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
+    _call_registration_hooks(config)
     state = LmmsSession(config, build_run_config(config))
     config.stash[SESSION_KEY] = state
     if not state.is_worker:
@@ -63,6 +72,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(FailureGrouper(), "lmms-failure-groups")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
+
+
+def _call_registration_hooks(config: pytest.Config) -> None:
+    """Backends, metrics and task folders other plugins add (pytest_lmms.hookspecs)."""
+    from pytest_lmms.models import register_model
+    from pytest_lmms.scoring import metric
+
+    config.hook.pytest_lmms_register_backends(register=lambda name, factory: register_model(name)(factory))
+    config.hook.pytest_lmms_register_metrics(register=lambda name, fn: metric(name)(fn))
+    extra = [str(p) for paths in config.hook.pytest_lmms_task_paths(config=config) for p in paths or ()]
+    if extra:  # collected with the command line's paths
+        config.args[:] = [*config.args, *(p for p in extra if p not in config.args)]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -322,6 +343,45 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+@pytest.fixture(scope="session")
+def lmms_model(request: pytest.FixtureRequest) -> Any:
+    """The run's model (--model, --model-args): ``lmms_model.ask(prompt, images=[...])``
+    answers through the run's engine and response cache."""
+    from pytest_lmms._fixtures import ModelHandle
+
+    state = _state(request.config)
+    return ModelHandle(state, state.model)
+
+
+@pytest.fixture(scope="session")
+def lmms_cache(request: pytest.FixtureRequest) -> Any:
+    """The run's response cache (``pytest_lmms.cache.ResponseCache``), None with --no-lmms-cache."""
+    return _state(request.config).cache
+
+
+@pytest.fixture(scope="session")
+def lmms_judge(request: pytest.FixtureRequest) -> Any:
+    """The run's LLM judge (--judge-model): ``lmms_judge.ask(PROMPT, **fields)``; None without."""
+    return _state(request.config).judge
+
+
+@pytest.fixture
+def lmms_record(request: pytest.FixtureRequest) -> Any:
+    """``lmms_record(task, {metric: score}, doc_id=None)``: put a hand-written probe's scores
+    in the run's summary and results.json, as a task of its own (also under xdist)."""
+    from pytest_lmms._fixtures import PROBE_PROPERTY, probe_record
+
+    node = request.node
+    count = [0]
+
+    def record(task: str, scores: dict[str, float], doc_id: str | None = None) -> None:
+        count[0] += 1
+        doc = doc_id or (node.name if count[0] == 1 else f"{node.name}#{count[0]}")
+        node.user_properties.append((PROBE_PROPERTY, probe_record(task, scores, doc, node.nodeid)))
+
+    return record
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     if report.when == "call" and report.passed:
         for name, _ in report.user_properties:
@@ -372,6 +432,8 @@ class ResultCollector:
                 self.state.record(value)
             elif name == BASELINE_PROPERTY and isinstance(value, dict):
                 self.state.record(value, baseline=True)
+            elif name == PROBE_PROPERTY and isinstance(value, dict):
+                self.state.record_probe(value)
             elif name == TASK_PROPERTY and report.failed:
                 task = str(value)
                 self.state.failed[task] = self.state.failed.get(task, 0) + 1
@@ -408,6 +470,7 @@ class ResultCollector:
 
         results = build_results(state, session, time.time() - state.started)
         session.config.stash[RESULTS_KEY] = results
+        session.config.stash[EXPORT_KEY] = _export(session.config, results, state.run_dir)
         html = session.config.getoption("lmms_html")
         if html is not None:
             session.config.stash[HTML_KEY] = _write_html(results, state.run_dir, html or None)
@@ -416,6 +479,18 @@ class ResultCollector:
             # A gate (or a task that could not be aggregated) fails the run, never a sample:
             # pytest's own outcome counts stay true.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _export(config: pytest.Config, results: dict[str, Any], run_dir: Path) -> list[str]:
+    """Call every pytest_lmms_results exporter; one that raises is a summary line, never a
+    failed run (the results are written already)."""
+    problems = []
+    for impl in config.hook.pytest_lmms_results.get_hookimpls():
+        try:
+            impl.function(results=results, run_dir=run_dir, config=config)
+        except Exception as exc:  # noqa: BLE001 - any exporter's error, named
+            problems.append(f"exporter {impl.plugin_name} failed: {type(exc).__name__}: {exc}")
+    return problems
 
 
 def _write_html(results: dict[str, Any], run_dir: Path, out: str | None) -> str:
@@ -445,5 +520,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     html = config.stash.get(HTML_KEY, None)
     if html is not None:
         terminalreporter.write_line(html)
+    for line in config.stash.get(EXPORT_KEY, []):
+        terminalreporter.write_line(line, red=True)
     for line in gate_lines(results):
         terminalreporter.write_line(line, red=True, bold=True)

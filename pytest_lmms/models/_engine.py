@@ -158,7 +158,8 @@ class Engine:
                 self._lock.wait()
             if self._closed and not (self._pending or self._urgent):
                 return []
-            limit = self._backend.max_batch_size if self._backend else 1
+            # a backend without max_batch_size answers one request at a time
+            limit = int(getattr(self._backend, "max_batch_size", 1) or 1) if self._backend else 1
             batch: list[tuple[str, Request]] = []
             for queue in (self._urgent, self._pending):
                 while queue and len(batch) < max(limit, 1):
@@ -174,11 +175,14 @@ class Engine:
         except BaseException as exc:  # noqa: BLE001 - every waiting item must learn why
             self._fail_all(BackendError(f"the model backend could not start: {type(exc).__name__}: {exc}"))
             return
-        while True:
-            batch = self._next_batch()
-            if not batch:
-                return
-            self._run_batch(batch)
+        try:
+            while True:
+                batch = self._next_batch()
+                if not batch:
+                    return
+                self._run_batch(batch)
+        except BaseException as exc:  # noqa: BLE001 - a dead engine thread must not leave items waiting
+            self._fail_all(BackendError(f"the engine stopped: {type(exc).__name__}: {exc}"))
 
     def _run_batch(self, batch: list[tuple[str, Request]]) -> None:
         assert self._backend is not None
@@ -266,6 +270,10 @@ class Engine:
         for key in keys:
             self.stats.failures += 1
             self._futures[key].set_exception(error)
+        for future in list(self._futures.values()):  # a batch taken but never answered
+            if not future.done():
+                self.stats.failures += 1
+                future.set_exception(error)
         self._thread = None
 
     def close(self) -> None:

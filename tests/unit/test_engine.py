@@ -190,3 +190,38 @@ def test_requests_sharing_an_image_are_dispatched_together() -> None:
         engine.response(key, request).result(timeout=10)
     engine.close()
     assert backend.batches == [["0", "3", "6"], ["1", "4", "7"], ["2", "5", "8"]]
+
+
+def test_a_backend_that_breaks_the_engine_fails_its_requests_instead_of_hanging() -> None:
+    from pytest_lmms.models._engine import Engine
+    from pytest_lmms.types import Message, Request, TextPart
+
+    class NoBatchSize:  # no max_batch_size: answered one at a time
+        name = "nobatch"
+
+        def identity(self):  # type: ignore[no-untyped-def]
+            return {"backend": "nobatch"}
+
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            from pytest_lmms.types import Response
+
+            return [Response(text="ok") for _ in requests]
+
+        def close(self) -> None:
+            pass
+
+    request = Request(task="t", doc_id="0", messages=(Message("user", (TextPart("q"),)),))
+    engine = Engine(NoBatchSize, {"backend": "nobatch"})
+    assert engine.response("k0", request).result(timeout=30).text == "ok"
+    engine.close()
+
+    class Broken(NoBatchSize):
+        @property
+        def max_batch_size(self) -> int:
+            raise RuntimeError("boom")
+
+    engine = Engine(Broken, {"backend": "broken"})
+    future = engine.response("k1", request)
+    with pytest.raises(Exception, match="the engine stopped: RuntimeError: boom"):
+        future.result(timeout=30)
+    engine.close()
