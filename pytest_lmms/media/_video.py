@@ -1,12 +1,15 @@
-"""Video frames: which to sample, decoding them (torchcodec, PyAV as the fallback), and a
-bounded in-process cache so a video asked about by several questions is decoded once."""
+"""Video frames: which to sample, decoding them (torchcodec or PyAV, whichever is faster for
+the video and the frames asked, the other as the fallback), and a bounded in-process cache
+so a video asked about by several questions is decoded once."""
 
 from __future__ import annotations
 
+import bisect
 import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,13 +72,78 @@ def _decode_torchcodec(media: MediaRef, sampling: VideoSampling) -> Frames:
     return np.ascontiguousarray(batch.data.numpy())
 
 
-# Seek (rather than decode through) when the next wanted frame is this many frames ahead:
-# x264's default keyframe interval, so a seek usually skips at least one whole GOP.
+# Without a keyframe index, seek (rather than decode through) when the next wanted frame is
+# this many frames ahead: x264's default keyframe interval, so a seek usually skips a GOP.
 PYAV_SEEK_GAP = 250
+# With the index, seek when that skips more than this many frames: a seek restarts the
+# decoder's frame threads, which costs about as much as decoding a few frames.
+SEEK_SLACK = 4
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    """What the container states about a video stream, read without decoding a frame."""
+
+    width: int
+    height: int
+    frames: int  # 0 when the container does not state it
+    fps: float | None
+    # frame indices of the keyframes, from the container's index (MP4 sample table, MKV
+    # cues); empty when the container has no index
+    keyframes: tuple[int, ...] = ()
+
+    @property
+    def keyframe_interval(self) -> float | None:
+        if len(self.keyframes) < 2 or not self.frames:
+            return None
+        return self.frames / len(self.keyframes)
+
+
+def _stream_info(stream: Any) -> VideoInfo:
+    fps = float(stream.average_rate) if stream.average_rate else None
+    keyframes: tuple[int, ...] = ()
+    if fps and stream.time_base:
+        try:
+            entries = stream.index_entries
+            # index timestamps are decode times: counted from the first entry they give
+            # presentation order for closed GOPs, whatever the B-frame delay
+            origin = entries[0].timestamp if len(entries) else 0
+            frame_ticks = 1 / (float(stream.time_base) * fps)
+            keyframes = tuple(
+                round((entry.timestamp - origin) / frame_ticks) for entry in entries if entry.is_keyframe
+            )
+        except Exception:  # noqa: BLE001 - an index PyAV cannot read: decode without one
+            keyframes = ()
+    return VideoInfo(int(stream.width), int(stream.height), int(stream.frames or 0), fps, keyframes)
+
+
+def seek_plan(wanted: Sequence[int], keyframes: Sequence[int]) -> tuple[list[bool], int]:
+    """Whether to seek before each wanted frame, and the frames decoded in all.
+
+    A seek lands on the keyframe at or before the target and pays when it skips more than
+    ``SEEK_SLACK`` frames the decoder would otherwise decode. Without a keyframe index the
+    keyframes are taken ``PYAV_SEEK_GAP`` apart.
+    """
+    seeks: list[bool] = []
+    decoded = 0
+    position = -1  # the last frame decoded
+    for target in wanted:
+        keyframe = _keyframe_at_or_before(target, keyframes)
+        seek = keyframe - position - 1 > SEEK_SLACK
+        seeks.append(seek)
+        decoded += target - (keyframe - 1 if seek else position)
+        position = target
+    return seeks, decoded
+
+
+def _keyframe_at_or_before(target: int, keyframes: Sequence[int]) -> int:
+    if not keyframes:
+        return target - target % PYAV_SEEK_GAP
+    return keyframes[max(bisect.bisect_right(keyframes, target) - 1, 0)]
 
 
 class _NoTimestamps(Exception):
-    """Frames without timestamps: their index after a seek is unknown."""
+    """Frames without timestamps (or a seek that overshot): their index is unknown."""
 
 
 def _decode_pyav(media: MediaRef, sampling: VideoSampling) -> Frames:
@@ -84,28 +152,27 @@ def _decode_pyav(media: MediaRef, sampling: VideoSampling) -> Frames:
     source = str(media.path) if media.path is not None else io.BytesIO(media.read_bytes())
     with av.open(source, mode="r") as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads: about 20% faster here
-        total = stream.frames
-        fps = float(stream.average_rate) if stream.average_rate else None
-        if not total:  # containers that do not state a frame count: count by decoding
-            total = 0
-            for _ in container.decode(stream):
-                total += 1
+        return _decode_pyav_open(container, stream, _stream_info(stream), sampling)
+
+
+def _decode_pyav_open(container: Any, stream: Any, info: VideoInfo, sampling: VideoSampling) -> Frames:
+    stream.thread_type = "AUTO"  # frame and slice threads: about 20% faster here
+    total = info.frames
+    if not total:  # containers that do not state a frame count: count by decoding
+        for _ in container.decode(stream):
+            total += 1
+        container.seek(0)
+    wanted = sample_indices(total, info.fps, sampling)
+    frames: list[Frames] = []
+    seeks, _ = seek_plan(wanted, info.keyframes)
+    if info.fps and stream.time_base and any(seeks):
+        try:
+            frames = _pyav_seeking(container, stream, wanted, seeks, info.fps)
+        except _NoTimestamps:
             container.seek(0)
-        wanted = sample_indices(total, fps, sampling)
-        frames: list[Frames] = []
-        if (
-            fps
-            and stream.time_base
-            and any(b - a > PYAV_SEEK_GAP for a, b in zip([-1, *wanted[:-1]], wanted, strict=True))
-        ):
-            try:
-                frames = _pyav_seeking(container, stream, wanted, fps)
-            except _NoTimestamps:
-                container.seek(0)
-                frames = []
-        if not frames:
-            frames = _pyav_sequential(container, stream, wanted)
+            frames = []
+    if not frames:
+        frames = _pyav_sequential(container, stream, wanted)
     if not frames:
         raise MediaError("no frame could be decoded")
     return np.stack(frames)
@@ -123,25 +190,33 @@ def _pyav_sequential(container: Any, stream: Any, wanted: list[int]) -> list[Fra
     return frames
 
 
-def _pyav_seeking(container: Any, stream: Any, wanted: list[int], fps: float) -> list[Frames]:
-    """Jump to the keyframe before a far-away wanted frame, then decode up to it; a frame's
-    index is its timestamp times the frame rate (constant-rate video)."""
+def _pyav_seeking(
+    container: Any, stream: Any, wanted: list[int], seeks: list[bool], fps: float
+) -> list[Frames]:
+    """Jump to the keyframe before a wanted frame where ``seeks`` says so, then decode up
+    to it; a frame's index is its timestamp times the frame rate (constant-rate video)."""
     start = stream.start_time or 0
     seconds_per_tick = float(stream.time_base)
     frames: list[Frames] = []
     position = -1  # index of the last frame decoded
     decoded = iter(container.decode(stream))
-    for target in wanted:
-        if target - position > PYAV_SEEK_GAP:
+    for target, seek in zip(wanted, seeks, strict=True):
+        if seek:
             container.seek(start + int(target / fps / seconds_per_tick), stream=stream, backward=True)
             decoded = iter(container.decode(stream))
+            position = -1
         for frame in decoded:
             if frame.pts is None:
                 raise _NoTimestamps
-            position = round((frame.pts - start) * seconds_per_tick * fps)
+            index = round((frame.pts - start) * seconds_per_tick * fps)
+            if position < 0 and index > target:  # landed after the target: indices unknown
+                raise _NoTimestamps
+            position = index
             if position >= target:
                 frames.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
                 break
+    if len(frames) != len(wanted):
+        raise _NoTimestamps
     return frames
 
 
@@ -173,19 +248,73 @@ def available_decoders() -> list[str]:
     return found
 
 
+# The rule of decoder="auto", from benchmarks/perf/video_decode.py on 2 CPU cores (H.264,
+# 240p to 1080p, 10 s to 300 s, keyframes every 50 and 164 frames on average, 8 to 128
+# frames): both decoders seek to the keyframe before a wanted frame and decode from there,
+# so they decode the same frames; what differs is the cost per frame. PyAV was as fast or
+# faster (up to 1.5x) whenever at most about one frame is wanted per keyframe interval, and
+# at every size up to 480p; torchcodec was faster (1.2x to 1.5x) at 720p and above when
+# several frames are wanted per interval, where it converts a batch of large frames at once.
+TORCHCODEC_MIN_PIXELS = 960 * 540
+TORCHCODEC_MIN_FRAMES_PER_KEYFRAME = 2.0
+
+
+def choose_decoder(info: VideoInfo, wanted: Sequence[int], available: Sequence[str]) -> str:
+    """The faster of the available decoders for these frames of this video (the rule above)."""
+    if "pyav" not in available or "torchcodec" not in available:
+        return available[0]
+    if not wanted:
+        return "pyav"
+    first, last = wanted[0], wanted[-1]
+    if info.keyframes:  # the keyframe intervals the wanted frames fall in
+        opening = _keyframe_at_or_before(first, info.keyframes)
+        intervals = sum(1 for k in info.keyframes if opening <= k <= last)
+    else:
+        intervals = 1 + (last - first) // PYAV_SEEK_GAP
+    per_keyframe = len(wanted) / max(intervals, 1)
+    large = info.width * info.height >= TORCHCODEC_MIN_PIXELS
+    return "torchcodec" if large and per_keyframe >= TORCHCODEC_MIN_FRAMES_PER_KEYFRAME else "pyav"
+
+
+def _decode_auto(media: MediaRef, sampling: VideoSampling, available: Sequence[str]) -> tuple[str, Frames]:
+    """Read the stream's metadata with PyAV (no frame decoded), choose the decoder, decode;
+    the container stays open for PyAV so the choice costs one open of the file."""
+    import av
+
+    source = str(media.path) if media.path is not None else io.BytesIO(media.read_bytes())
+    with av.open(source, mode="r") as container:
+        stream = container.streams.video[0]
+        info = _stream_info(stream)
+        wanted = sample_indices(info.frames, info.fps, sampling) if info.frames else []
+        name = choose_decoder(info, wanted, available) if wanted else "pyav"
+        if name == "pyav":
+            return name, _decode_pyav_open(container, stream, info, sampling)
+    return name, _DECODERS[name](media, sampling)
+
+
 _DECODERS = {"torchcodec": _decode_torchcodec, "pyav": _decode_pyav}
 
 
 def decode_video(
     media: MediaRef, sampling: VideoSampling | None = None, decoder: DecoderName = "auto"
 ) -> Frames:
-    """The sampled frames of a video as uint8 RGB, (n, height, width, 3)."""
+    """The sampled frames of a video as uint8 RGB, (n, height, width, 3).
+
+    ``decoder="auto"`` decodes with the faster decoder for this video and these frames
+    (``choose_decoder``) and falls back to the other one when it fails.
+    """
     sampling = sampling or VideoSampling()
-    names: Sequence[str] = available_decoders() if decoder == "auto" else [decoder]
+    names: list[str] = available_decoders() if decoder == "auto" else [decoder]
     if not names:
         raise MediaError("no video decoder: install torchcodec (with FFmpeg) or av (pip install av)")
     where = str(media.path) if media.path is not None else f"video {media.content_hash[:12]}"
     errors = []
+    if decoder == "auto" and len(names) > 1:
+        try:
+            name, frames = _decode_auto(media, sampling, names)
+            return _resize(frames, sampling.max_side)
+        except Exception:  # noqa: BLE001 - the chosen decoder failed: try each, as named below
+            pass
     for name in names:
         try:
             return _resize(_DECODERS[name](media, sampling), sampling.max_side)
@@ -194,6 +323,18 @@ def decode_video(
         except Exception as exc:  # noqa: BLE001 - the decoder's own error, named below
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
     raise MediaError(f"cannot decode {where}: " + "; ".join(errors))
+
+
+def auto_decoder(media: MediaRef, sampling: VideoSampling | None = None) -> str:
+    """The decoder ``decode_video(decoder="auto")`` uses for these frames of this video."""
+    import av
+
+    names = available_decoders()
+    source = str(media.path) if media.path is not None else io.BytesIO(media.read_bytes())
+    with av.open(source, mode="r") as container:
+        info = _stream_info(container.streams.video[0])
+    wanted = sample_indices(info.frames, info.fps, sampling or VideoSampling()) if info.frames else []
+    return choose_decoder(info, wanted, names) if wanted and len(names) > 1 else names[0]
 
 
 class FrameCache:

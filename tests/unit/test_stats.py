@@ -721,3 +721,53 @@ def test_a_proportion_gets_wilsons_interval_inside_zero_and_one() -> None:
     # scores that are not all 0/1 keep the whole t interval
     graded = estimate([1.0] * 9 + [0.5])
     assert graded.ci_high > 1.0 and graded.method == "t"
+
+
+# --------------------------------------------------------------------------------------
+# The t and normal distributions computed without scipy (a run's summary imports no scipy)
+# --------------------------------------------------------------------------------------
+
+DFS = [1, 2, 3, 4, 7, 10, 29, 99, 100, 101, 1_000, 99_999, 1_000_000, 0.7, 2.5]
+
+
+@pytest.mark.parametrize("df", DFS)
+def test_t_quantiles_equal_scipy(df: float) -> None:
+    from scipy import special
+
+    from pytest_lmms.stats import _t_quantile
+
+    for level in (0.5, 0.8, *LEVELS, 0.999, 1 - 1e-6):
+        expected = float(special.stdtrit(df, 0.5 + level / 2))
+        assert _t_quantile(df, level) == pytest.approx(expected, rel=1e-10), level
+
+
+@pytest.mark.parametrize("df", DFS)
+def test_t_p_values_equal_scipy(df: float) -> None:
+    from scipy import special
+
+    from pytest_lmms.stats import _two_sided_p
+
+    for t in (0.0, 0.01, 0.3, 1.0, 1.96, 3.0, 10.0, 40.0, 1e3):
+        expected = float(2.0 * special.stdtr(df, -t))
+        assert _two_sided_p(t, 1.0, df) == pytest.approx(expected, rel=1e-10, abs=1e-300), t
+
+
+def test_normal_quantiles_equal_scipy() -> None:
+    from scipy import special
+
+    from pytest_lmms.stats import _normal_quantile, _normal_upper_quantile
+
+    for level in (1e-6, 0.5, *LEVELS, 0.999, 1 - 1e-12):
+        assert _normal_quantile(level) == pytest.approx(float(special.ndtri(0.5 + level / 2)), rel=1e-14)
+    for q in (1e-300, 1e-20, 1e-5, 0.3, 0.7, 1 - 1e-10):
+        assert _normal_upper_quantile(q) == pytest.approx(-float(special.ndtri(q)), rel=1e-13)
+
+
+def test_the_gamma_ratio_series_is_exact_where_it_is_used() -> None:
+    mpmath = pytest.importorskip("mpmath")
+    from pytest_lmms.stats import _log_gamma_half_ratio
+
+    mpmath.mp.dps = 40
+    for a in (99.9, 100.0, 1e3, 5e4, 1e7):
+        exact = mpmath.loggamma(mpmath.mpf(a) + 0.5) - mpmath.loggamma(a)
+        assert _log_gamma_half_ratio(a) == pytest.approx(float(exact), rel=1e-15)

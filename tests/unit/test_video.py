@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from pytest_lmms.cache import cache_key
-from pytest_lmms.media import FrameCache, MediaError, available_decoders, decode_video, sample_indices
+from pytest_lmms.media import (
+    FrameCache,
+    MediaError,
+    VideoInfo,
+    auto_decoder,
+    available_decoders,
+    choose_decoder,
+    decode_video,
+    sample_indices,
+)
 from pytest_lmms.types import MediaPart, MediaRef, Message, Request, TextPart, VideoSampling
 
 av = pytest.importorskip("av")
@@ -205,17 +214,27 @@ def test_a_video_the_prefetcher_cannot_decode_is_left_to_the_backend(tmp_path: P
         prefetcher.close()
 
 
-def write_long_video(path: Path, n_frames: int = 1200, fps: int = 30) -> Path:
-    """Grey halves that spell the frame index: left (i % 50) * 5, right (i // 50) * 10."""
+def write_long_video(
+    path: Path, n_frames: int = 1200, fps: int = 30, size: tuple[int, int] = (64, 32)
+) -> Path:
+    """Grey halves that spell the frame index: left (i % 50) * 5, right (i // 50) * 10;
+    a keyframe every 30 frames."""
+    width, height = size
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = 64, 32
+        stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"qp": "0", "preset": "ultrafast", "g": "30"}
+        stream.options = {
+            "qp": "0",
+            "preset": "ultrafast",
+            "g": "30",
+            "keyint_min": "30",
+            "sc_threshold": "0",
+        }
         for i in range(n_frames):
-            image = np.zeros((32, 64, 3), dtype=np.uint8)
-            image[:, :32] = (i % 50) * 5
-            image[:, 32:] = (i // 50) * 10
+            image = np.zeros((height, width, 3), dtype=np.uint8)
+            image[:, : width // 2] = (i % 50) * 5
+            image[:, width // 2 :] = (i // 50) * 10
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -224,31 +243,97 @@ def write_long_video(path: Path, n_frames: int = 1200, fps: int = 30) -> Path:
 
 
 def long_ids(frames: np.ndarray) -> list[int]:
-    return [round(float(f[:, 4:28].mean()) / 5) + 50 * round(float(f[:, 36:60].mean()) / 10) for f in frames]
+    half = frames.shape[2] // 2
+    left, right = frames[:, :, 4 : half - 4], frames[:, :, half + 4 : -4]
+    return [
+        round(float(a.mean()) / 5) + 50 * round(float(b.mean()) / 10)
+        for a, b in zip(left, right, strict=True)
+    ]
 
 
-def test_pyav_seeks_over_long_gaps_and_finds_the_same_frames(
+def test_pyav_seeks_to_keyframes_and_finds_the_same_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pytest_lmms.media import _video
 
-    video = MediaRef("video", write_long_video(tmp_path / "long.mp4"))
+    video = MediaRef("video", write_long_video(tmp_path / "long.mp4"))  # a keyframe every 30
     sampling = VideoSampling(num_frames=4)
     expected = sample_indices(1200, 30.0, sampling)
-    assert max(b - a for a, b in zip(expected, expected[1:], strict=False)) > _video.PYAV_SEEK_GAP
-    seeks: list[int] = []
+    seeks: list[list[bool]] = []
     real = _video._pyav_seeking
 
-    def counted(container, stream, wanted, fps):  # type: ignore[no-untyped-def]
-        seeks.append(len(wanted))
-        return real(container, stream, wanted, fps)
+    def counted(container, stream, wanted, plan, fps):  # type: ignore[no-untyped-def]
+        seeks.append(plan)
+        return real(container, stream, wanted, plan, fps)
 
     monkeypatch.setattr(_video, "_pyav_seeking", counted)
     seeking = decode_video(video, sampling, decoder="pyav")
-    assert seeks == [4]
+    assert seeks == [[True, True, True, True]]  # each wanted frame is in another interval
     assert long_ids(seeking) == expected
-    monkeypatch.setattr(_video, "PYAV_SEEK_GAP", 10**9)  # decode through instead
+    monkeypatch.setattr(_video, "SEEK_SLACK", 10**9)  # decode through instead
     sequential = decode_video(video, sampling, decoder="pyav")
-    assert seeks == [4] and long_ids(sequential) == expected
+    assert len(seeks) == 1 and long_ids(sequential) == expected
     if "torchcodec" in available_decoders():
         assert long_ids(decode_video(video, sampling, decoder="torchcodec")) == expected
+
+
+def test_pyav_reads_the_keyframes_from_the_index(tmp_path: Path) -> None:
+    from pytest_lmms.media._video import _stream_info
+
+    with av.open(str(write_long_video(tmp_path / "long.mp4", n_frames=300))) as container:
+        info = _stream_info(container.streams.video[0])
+    assert (info.width, info.height, info.frames, info.fps) == (64, 32, 300, 30.0)
+    assert info.keyframes == tuple(range(0, 300, 30)) and info.keyframe_interval == 30
+
+
+@pytest.mark.parametrize(
+    ("wanted", "keyframes", "seeks", "decoded"),
+    [
+        ([10, 100, 200], (0, 50, 100, 150), [False, True, True], 11 + 1 + 51),
+        ([10, 12, 14], (0, 50), [False, False, False], 15),  # one interval: decode through
+        ([3, 10], (0, 8), [False, False], 11),  # a seek would skip too few frames
+        ([10, 600], (), [False, True], 11 + 101),  # no index: keyframes taken 250 apart
+    ],
+)
+def test_seek_plan(wanted: list[int], keyframes: tuple[int, ...], seeks: list[bool], decoded: int) -> None:
+    from pytest_lmms.media._video import seek_plan
+
+    assert seek_plan(wanted, keyframes) == (seeks, decoded)
+
+
+def _info(width: int, height: int, frames: int = 1800, keyframe_every: int = 50) -> VideoInfo:
+    return VideoInfo(width, height, frames, 30.0, tuple(range(0, frames, keyframe_every)))
+
+
+@pytest.mark.parametrize(
+    ("info", "n", "expected"),
+    [
+        (_info(1280, 720), 8, "pyav"),  # sparse: one frame every 4.5 keyframe intervals
+        (_info(1280, 720), 32, "pyav"),  # about one frame per interval
+        (_info(1280, 720), 128, "torchcodec"),  # 3.6 per interval at 720p
+        (_info(1920, 1080, frames=300), 32, "torchcodec"),
+        (_info(426, 240), 128, "pyav"),  # small frames: PyAV at any density
+        (_info(854, 480, frames=300), 128, "pyav"),
+        (VideoInfo(1280, 720, 1800, 30.0), 128, "torchcodec"),  # no index: 250 apart
+        (VideoInfo(1280, 720, 18000, 30.0), 32, "pyav"),
+    ],
+)
+def test_the_default_decoder_rule(info: VideoInfo, n: int, expected: str) -> None:
+    wanted = sample_indices(info.frames, info.fps, VideoSampling(num_frames=n))
+    assert choose_decoder(info, wanted, ["torchcodec", "pyav"]) == expected
+    assert choose_decoder(info, wanted, ["pyav"]) == "pyav"
+    assert choose_decoder(info, wanted, ["torchcodec"]) == "torchcodec"
+
+
+@pytest.mark.parametrize("n", [4, 40])
+def test_the_default_returns_the_frames_of_both_decoders(tmp_path: Path, n: int) -> None:
+    if len(available_decoders()) < 2:
+        pytest.skip("needs torchcodec and PyAV")
+    # 1280x720 so that dense sampling chooses torchcodec and sparse sampling PyAV
+    video = MediaRef("video", write_long_video(tmp_path / "long.mp4", n_frames=240, size=(1280, 720)))
+    sampling = VideoSampling(num_frames=n)
+    chosen = auto_decoder(video, sampling)
+    assert chosen == ("torchcodec" if n == 40 else "pyav")
+    expected = sample_indices(240, 30.0, sampling)
+    for decoder in ("auto", "torchcodec", "pyav"):
+        assert long_ids(decode_video(video, sampling, decoder=decoder)) == expected, decoder  # type: ignore[arg-type]
