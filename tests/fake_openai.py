@@ -6,10 +6,17 @@ the prompt inject faults, counted per prompt: "@429x2" answers the first two att
 429 and Retry-After, likewise "@500x1", "@503x1", "@timeoutx1" (sleeps past the client's
 timeout), "@malformedx1" (a body that is not JSON), "@dropx1" (closes the connection
 without answering); without "xN" the fault is permanent ("@500", "@400").
+
+``kill()`` makes it stop answering for good, as a crashed replica does: the listening
+socket closes (new connections are refused) and every open connection is dropped, so
+keep-alive connections a client pooled fail too. A new ``FakeOpenAI(port=old.port)`` is the
+replica restarted. ``die_after=N`` kills it when its N+1-th request arrives (that request
+is dropped). ``answered`` counts the prompts it answered with 200.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -36,6 +43,10 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self.healed = False
         self.on_request: Any = None  # called with the number of earlier requests
+        self.answered: dict[str, int] = defaultdict(int)
+        self.die_after: int | None = None
+        self.dead = False
+        self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         server = self
 
@@ -44,6 +55,18 @@ class FakeOpenAI:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.append(self.connection)
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except OSError:
+                    if not server.dead:  # a killed server's connections fail: expected
+                        raise
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 server._handle(self)
@@ -58,13 +81,27 @@ class FakeOpenAI:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.port = int(self.httpd.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def kill(self) -> None:
+        """Stop answering: refuse new connections and drop the open ones."""
+        with self._lock:
+            if self.dead:
+                return
+            self.dead = True
+            connections = list(self._connections)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        for connection in connections:
+            with contextlib.suppress(OSError):  # closed already
+                connection.shutdown(socket.SHUT_RDWR)
 
     def calls(self, prompt_part: str) -> int:
         return sum(len(v) for k, v in self.attempts.items() if prompt_part in k)
@@ -79,6 +116,11 @@ class FakeOpenAI:
         length = int(handler.headers.get("Content-Length", 0))
         body = json.loads(handler.rfile.read(length))
         prompt = self._prompt(body)
+        dying = self.die_after is not None and len(self.bodies) >= self.die_after
+        if self.dead or dying:
+            self.kill()  # gone before anyone can probe it (a no-op when dead already)
+            handler.close_connection = True
+            return
         with self._lock:
             if self.on_request is not None:
                 self.on_request(len(self.bodies))
@@ -164,3 +206,7 @@ class FakeOpenAI:
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
+        handler.wfile.flush()
+        if fault is None:
+            with self._lock:
+                self.answered[prompt] += 1  # counted once it is on the wire

@@ -23,7 +23,9 @@ requests sent under it are refused. ``Retry-After`` delays the refused request's
 ``Backoff``); it pauses every new request only when a request is refused with not one answer
 since the last cut (the server takes nothing: a quota rather than a concurrency limit).
 
-``AdaptiveLimiter`` is the asyncio gate in front of the controller, and ``Backoff`` gives
+``AdaptiveLimiter`` is the asyncio gate in front of the controller (``acquire`` waits for a
+slot; ``try_acquire`` takes one only if it is free now, for a dispatcher choosing among
+several replicas' limiters; see ``_replicas.py``), and ``Backoff`` gives
 the delay before a retry: exponential with full jitter, at least the server's
 ``Retry-After``.
 """
@@ -184,6 +186,11 @@ class AdaptiveLimiter:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # slots handed to woken waiters that have not run yet: nobody else may take them
+        self._handed = 0
+        # called when a slot may have come free (a release, or a success that raised the
+        # limit): a dispatcher that does not wait in ``acquire`` learns it can send again
+        self.on_free: Callable[[], None] | None = None
 
     @property
     def limit(self) -> float:
@@ -198,7 +205,7 @@ class AdaptiveLimiter:
                 await asyncio.sleep(pause)
                 continue
             # a woken waiter was handed its slot; the others queue behind earlier waiters
-            if self.in_flight < self.controller.allowed and (woken or not self._waiters):
+            if (woken or not self._waiters) and self.in_flight + self._handed < self.controller.allowed:
                 break
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -208,31 +215,56 @@ class AdaptiveLimiter:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
                 else:
+                    self._handed -= 1
                     self._wake()  # the slot it was handed goes to the next waiter
                 raise
+            self._handed -= 1
             woken = True
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         self._wake()
         return self.clock()
 
+    def try_acquire(self) -> float | None:
+        """Take a slot only if one is free now and nobody waits for one: the send time, or
+        None. For a dispatcher choosing among several limiters (replicas) without blocking on
+        a full one."""
+        if self.controller.paused_until > self.clock() or self._waiters:
+            return None
+        if self.in_flight + self._handed >= self.controller.allowed:
+            return None
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        return self.clock()
+
+    def pause_left(self) -> float:
+        """Seconds until a ``Retry-After`` pause ends (0 when there is none)."""
+        return max(0.0, self.controller.paused_until - self.clock())
+
     def release(self) -> None:
         self.in_flight -= 1
         self._wake()
+        self._notify_free()
 
     def record_success(self, latency_s: float) -> None:
         self.controller.on_success(latency_s, self.in_flight, self.clock())
         self._wake()
+        self._notify_free()
+
+    def _notify_free(self) -> None:
+        if self.on_free is not None:
+            self.on_free()
 
     def record_overload(self, retry_after_s: float | None, sent_at: float) -> None:
         self.controller.on_overload(retry_after_s, sent_at, self.clock())
 
     def _wake(self) -> None:
-        free = self.controller.allowed - self.in_flight
+        free = self.controller.allowed - self.in_flight - self._handed
         while free > 0 and self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._handed += 1
                 free -= 1
 
 

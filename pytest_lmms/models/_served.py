@@ -1,7 +1,9 @@
 """Backends that launch an OpenAI-compatible server (vLLM, SGLang) and talk to it.
 
 ``base_url=...`` attaches to a server that already runs (one deployment, possibly
-multi-node behind one URL) instead of launching one. Launched servers listen on a free
+multi-node behind one URL, or several data-parallel replicas: ``base_url=URL|URL`` or
+``@FILE``, see ``_replicas.py``) instead of launching one; under ``-n`` the workers then
+split its concurrency budget, while a launched server is each worker's own. Launched servers listen on a free
 loopback port, write their log to the run's folder, and stop with the session.
 """
 
@@ -52,6 +54,10 @@ class ServedBackend(OpenAIBackend):
         identity.update({k: self.launch_args[k] for k in self.OUTPUT_ARGS if k in self.launch_args})
         return identity
 
+    def shares_endpoint(self) -> bool:
+        # a launched server is this worker's own; an attached deployment is everyone's
+        return self.attached
+
     def command(self, port: int) -> list[str]:  # pragma: no cover - each server says
         raise NotImplementedError
 
@@ -84,6 +90,7 @@ class ServedBackend(OpenAIBackend):
         server.start()
         self.server = server
         self.args = dataclasses.replace(self.args, base_url=server.base_url)
+        self.replicas = self.make_replicas([server.base_url])
 
     def fatal_error(self) -> str | None:
         server = self.server

@@ -5,9 +5,13 @@
 
 Requests go out from one asyncio loop over a pooled ``aiohttp`` session, paced by an
 :class:`AdaptiveLimiter` (slow start, then AIMD around the server's knee; see
-``_concurrency.py``). Bodies are built ahead of dispatch (text-only ones on the loop, ones
-with media on a worker thread in chunks), so every free slot is filled at once even when
-the server answers instantly; ``peak_in_flight`` records the most requests out at once
+``_concurrency.py``). ``base_url`` may name several replicas of one deployment
+(``URL|URL`` or ``@FILE``): each has its own limiter, requests are routed by prefix key
+(media affinity), and a replica that stops answering has its requests moved to the others
+until it answers again (``_replicas.py``).
+Bodies are built ahead of dispatch (text-only ones on the loop, ones with media on a worker
+thread in chunks), so every free slot is filled at once even when the server answers
+instantly; ``peak_in_flight`` records the most requests out at once
 (benchmarks/perf/api_throughput.py prints it).
 This backend owns retrying, so the limiter sees every 429: rate limits, 5xx, timeouts,
 dropped connections and malformed bodies are retried with exponential backoff and jitter
@@ -38,6 +42,17 @@ import orjson
 from pytest_lmms.models._base import BackendError
 from pytest_lmms.models._concurrency import AdaptiveLimiter, Backoff, ConcurrencyController, parse_retry_after
 from pytest_lmms.models._registry import register_model
+from pytest_lmms.models._replicas import (
+    Failure,
+    Replica,
+    ReplicaLog,
+    ReplicaSet,
+    parse_endpoints,
+    worker_share,
+)
+from pytest_lmms.models._replicas import (
+    endpoint_unreachable as endpoint_unreachable,  # re-exported: the one-probe check
+)
 from pytest_lmms.types import MediaPart, MediaRef, Request, Response, TextPart
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -53,25 +68,6 @@ def _has_media(request: Request) -> bool:
     return any(isinstance(part, MediaPart) for message in request.messages for part in message.content)
 
 
-def endpoint_unreachable(base_url: str, timeout_s: float = 5.0) -> str | None:
-    """Why nothing listens at ``base_url`` (refused, no route, unknown host), or None."""
-    import socket
-    import urllib.parse
-
-    parsed = urllib.parse.urlsplit(base_url)
-    host = parsed.hostname or "127.0.0.1"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        return (
-            f"cannot connect to {base_url} ({host}:{port}: {reason}); is the server running? "
-            "(checked once before sending; no request was sent)"
-        )
-
-
 class RetryableError(Exception):
     def __init__(
         self,
@@ -79,10 +75,14 @@ class RetryableError(Exception):
         status: int | None = None,
         retry_after_s: float | None = None,
         overload: bool | None = None,
+        connection: Failure | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after_s = retry_after_s
+        # the endpoint did not answer at all (refused, dropped, timed out): with several
+        # replicas, a sign that this one may be gone
+        self.connection = connection
         # a sign of too many requests in flight (the limiter cuts): refusals, timeouts,
         # dropped connections; not a 500 or a malformed body
         self.overload = status in OVERLOAD_STATUS if overload is None else overload
@@ -98,6 +98,7 @@ class OpenAIArgs:
     timeout_s: float
     max_tokens_field: str
     stream: bool
+    probe_interval_s: float = 5.0
 
     @classmethod
     def parse(
@@ -116,6 +117,7 @@ class OpenAIArgs:
             "timeout",
             "max_tokens_field",
             "stream",
+            "probe_interval",
         }
         unknown = sorted(set(args) - known)
         if unknown:
@@ -133,6 +135,7 @@ class OpenAIArgs:
                 timeout_s=float(args.get("timeout", 120)),
                 max_tokens_field=str(args.get("max_tokens_field", "max_tokens")),
                 stream=str(args.get("stream", "false")).lower() in ("1", "true", "yes"),
+                probe_interval_s=float(args.get("probe_interval", 5)),
             )
         except ValueError as exc:
             raise ValueError(f"openai backend: bad argument value: {exc}") from None
@@ -186,6 +189,17 @@ def _mime_of(media: MediaRef, data: bytes) -> str:
     return "application/octet-stream"
 
 
+def _failure_of(exc: Exception) -> Failure | None:
+    """How a client error says the endpoint is not answering, or None (a bad URL, ...)."""
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "refused"  # nothing accepts connections there (refused, no route, unknown host)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
+        return "dropped"
+    return None
+
+
 @register_model("openai")
 class OpenAIBackend:
     name = "openai"
@@ -200,13 +214,10 @@ class OpenAIBackend:
             raise ValueError("openai backend: give the served model name, e.g. --model=openai:gpt-4.1-mini")
         self.model_id = model_id
         self.args = OpenAIArgs.parse(args, self.DEFAULT_BASE_URL, self.BASE_URL_ENV, self.KEY_ENV)
-        fixed = self.args.max_concurrency is not None
-        initial = self.args.max_concurrency if fixed else self.args.initial_concurrency
-        assert initial is not None
-        controller = ConcurrencyController(
-            initial=initial, minimum=1, maximum=initial if fixed else max(initial, 512), fixed=fixed
-        )
-        self.limiter = AdaptiveLimiter(controller)
+        try:
+            self.replicas = self.make_replicas(parse_endpoints(self.args.base_url))
+        except ValueError as exc:
+            raise ValueError(f"{self.name} backend: {exc}") from None
         # requests out at the server at once (sent, answer not yet read), for perf scripts
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -222,6 +233,35 @@ class OpenAIBackend:
 
     def identity(self) -> Mapping[str, Any]:
         return {"backend": self.name, "model": self.model_id}
+
+    # ---- endpoints and concurrency -----------------------------------------------------
+    def shares_endpoint(self) -> bool:
+        """Whether every xdist worker talks to the same endpoints (so they split one budget)."""
+        return True
+
+    def new_controller(self) -> ConcurrencyController:
+        """A controller for one replica: ``max_concurrency`` / ``initial_concurrency`` are per
+        endpoint, and under ``-n N`` each worker takes its share of them."""
+        fixed = self.args.max_concurrency is not None
+        initial = self.args.max_concurrency if fixed else self.args.initial_concurrency
+        assert initial is not None
+        maximum = initial if fixed else max(initial, 512)
+        if self.shares_endpoint():
+            initial, maximum = worker_share(initial), worker_share(maximum)
+        return ConcurrencyController(initial=initial, minimum=1, maximum=maximum, fixed=fixed)
+
+    def make_replicas(self, urls: Sequence[str]) -> ReplicaSet:
+        log = ReplicaLog()
+        if len(urls) > 1:
+            from pytest_lmms.models._server import default_log_dir
+
+            log.path = default_log_dir() / f"{self.name}-replicas-{os.getpid()}.log"
+        return ReplicaSet(urls, self.new_controller, self.args.probe_interval_s, log)
+
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        """The first replica's limiter (the only one with one endpoint)."""
+        return self.replicas.replicas[0].limiter
 
     # ---- request body ------------------------------------------------------------------
     def _content(self, part: TextPart | MediaPart) -> dict[str, Any]:
@@ -300,7 +340,7 @@ class OpenAIBackend:
         running is one clear error naming its URL, not retries and backoff per sample."""
         if not self._probed:
             self._probed = True
-            self._unreachable = endpoint_unreachable(self.args.base_url)
+            self._unreachable = self.replicas.check_before_sending()
         return self._unreachable
 
     async def _run_all(self, requests: Sequence[Request], callback: Callback) -> None:
@@ -316,23 +356,32 @@ class OpenAIBackend:
             bodies: asyncio.Queue[tuple[int, bytes | Exception] | None] = asyncio.Queue(BODIES_AHEAD)
             producer = asyncio.create_task(self._build_bodies(requests, bodies))
             tasks: set[asyncio.Task[None]] = set()
+            replicas = self.replicas
+            prober = asyncio.create_task(replicas.keep_probing(session)) if replicas.several else None
+
+            def start(index: int, body: bytes, key: str, replica: Replica, sent_at: float) -> None:
+                task = asyncio.create_task(self._one(session, index, body, callback, sent_at, replica, key))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            def key_of(index: int) -> str:
+                if not replicas.several:
+                    return ""
+                try:
+                    return requests[index].prefix_key
+                except Exception:  # noqa: BLE001 - unreadable media fails when its body is built
+                    return str(index)
+
             try:
-                # Neither get() of a ready body nor acquire() of a free slot yields to the
-                # loop, so every free slot is filled at once, however fast the server answers.
-                while (item := await bodies.get()) is not None:
-                    index, body = item
-                    if isinstance(body, Exception):
-                        callback(index, body)
-                        continue
-                    sent_at = await self.limiter.acquire()
-                    task = asyncio.create_task(self._one(session, index, body, callback, sent_at))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                await replicas.probe_out(session)  # replicas out since an earlier batch
+                await replicas.dispatch(bodies, key_of, start, callback)
                 await producer
                 if tasks:
                     await asyncio.gather(*tasks)
             finally:
                 producer.cancel()
+                if prober is not None:
+                    prober.cancel()
 
     async def _build_bodies(
         self, requests: Sequence[Request], out: asyncio.Queue[tuple[int, bytes | Exception] | None]
@@ -367,44 +416,72 @@ class OpenAIBackend:
                 built.append(exc)
         return built
 
-    async def _one(self, session: Any, index: int, body: bytes, callback: Callback, sent_at: float) -> None:
+    async def _one(
+        self,
+        session: Any,
+        index: int,
+        body: bytes,
+        callback: Callback,
+        sent_at: float,
+        replica: Replica,
+        key: str,
+    ) -> None:
+        """One request, holding a slot of ``replica``: retried with backoff, and moved at once
+        (not counted as a retry) when its replica is taken out."""
         last: BaseException | None = None
-        holding = True  # a limiter slot
+        holding: Replica | None = replica  # whose limiter slot this request holds
+        attempt = moves = 0
+        moving = False
         try:
-            for attempt in range(self.args.max_retries + 1):
+            while attempt <= self.args.max_retries:
                 fatal = self.fatal_error()
                 if fatal is not None:
                     callback(index, BackendError(f"{fatal} ({last})" if last else fatal))
                     return
-                if attempt:
+                if attempt and not moving:
                     self.retries += 1
                     delay = self.backoff.delay(attempt - 1, getattr(last, "retry_after_s", None), self._rng)
-                    self.limiter.release()
-                    holding = False
+                    replica.limiter.release()
+                    holding = None
                     await asyncio.sleep(delay)
-                    sent_at = await self.limiter.acquire()
-                    holding = True
+                if holding is None:
+                    replica = self.replicas.route(key)
+                    sent_at = await replica.limiter.acquire()
+                    holding = replica
+                moving = False
                 try:
-                    callback(index, await self._post(session, body))
+                    response = await self._post(session, body, replica)
+                    self.replicas.answered(replica)
+                    callback(index, response)
                     return
                 except RetryableError as exc:
                     last = exc
                     self.rate_limited += exc.status in (429, 529)
                     if exc.overload:
-                        self.limiter.record_overload(exc.retry_after_s, sent_at)
+                        replica.limiter.record_overload(exc.retry_after_s, sent_at)
+                    gone = exc.connection is not None and self.replicas.failed(
+                        replica, exc.connection, str(exc)
+                    )
+                    if gone and moves < len(self.replicas):
+                        moves += 1
+                        moving = True
+                        replica.limiter.release()
+                        holding = None
+                        continue
                 except BackendError as exc:
                     callback(index, exc)
                     return
+                attempt += 1
             callback(index, BackendError(f"gave up after {self.args.max_retries + 1} attempts: {last}"))
         finally:
-            if holding:
-                self.limiter.release()
+            if holding is not None:
+                holding.limiter.release()
 
-    async def _post(self, session: Any, body: bytes) -> Response:
+    async def _post(self, session: Any, body: bytes, replica: Replica) -> Response:
         import aiohttp
 
         self.attempts += 1
-        url = f"{self.args.base_url}{self.ENDPOINT}"
+        url = f"{replica.url}{self.ENDPOINT}"
         started = time.perf_counter()
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -418,9 +495,13 @@ class OpenAIBackend:
                 else:
                     payload = await http.read()
         except TimeoutError:
-            raise RetryableError(f"timed out after {self.args.timeout_s:g} s", overload=True) from None
+            raise RetryableError(
+                f"timed out after {self.args.timeout_s:g} s", overload=True, connection="timeout"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise RetryableError(f"connection error: {type(exc).__name__}: {exc}", overload=True) from None
+            raise RetryableError(
+                f"connection error: {type(exc).__name__}: {exc}", overload=True, connection=_failure_of(exc)
+            ) from None
         finally:
             self.in_flight -= 1
         latency = time.perf_counter() - started
@@ -438,7 +519,7 @@ class OpenAIBackend:
             raise RetryableError(
                 f"malformed response body ({type(exc).__name__}): {payload[:200]!r}"
             ) from None
-        self.limiter.record_success(latency)
+        replica.limiter.record_success(latency)
         return response
 
     async def _read_stream(self, http: Any, started: float) -> tuple[list[Any], float | None]:

@@ -193,3 +193,28 @@ def test_the_gate_admits_up_to_the_limit_and_wakes_waiters_in_order() -> None:
         assert order == [0, 1, 2] and limiter.peak_in_flight == 2
 
     asyncio.run(main())
+
+
+def test_a_non_blocking_take_never_steals_a_slot_handed_to_a_waiter() -> None:
+    clock = [0.0]
+    limiter = AdaptiveLimiter(ConcurrencyController(initial=2, maximum=2, fixed=True), clock=lambda: clock[0])
+    freed: list[int] = []
+    limiter.on_free = lambda: freed.append(limiter.in_flight)
+
+    async def main() -> None:
+        assert limiter.try_acquire() == 0.0 and limiter.try_acquire() == 0.0
+        assert limiter.try_acquire() is None  # full
+        waiter = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0)
+        limiter.release()  # the slot goes to the waiter, which has not run yet
+        assert freed == [1]
+        assert limiter.try_acquire() is None
+        await waiter
+        assert limiter.in_flight == 2 and limiter.peak_in_flight == 2
+        limiter.release()
+        limiter.controller.paused_until = 5.0  # a Retry-After pause: nothing leaves before it
+        assert limiter.try_acquire() is None and limiter.pause_left() == 5.0
+        clock[0] = 5.0
+        assert limiter.try_acquire() == 5.0 and limiter.pause_left() == 0.0
+
+    asyncio.run(main())
