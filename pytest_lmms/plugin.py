@@ -56,6 +56,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _call_registration_hooks(config)
     state = LmmsSession(config, build_run_config(config))
     config.stash[SESSION_KEY] = state
+    groups_dir = (workerinput or {}).get("lmms_groups_dir")
+    if groups_dir:
+        from pytest_lmms._xdist_scheduler import WorkerGroups
+
+        config.pluginmanager.register(WorkerGroups(config, Path(groups_dir)), "lmms-worker-groups")
     if not state.is_worker:
         config.pluginmanager.register(ResultCollector(state), "lmms-result-collector")
         from pytest_lmms.report import ProgressReporter
@@ -72,6 +77,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(FailureGrouper(), "lmms-failure-groups")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
+            from pytest_lmms._xdist_scheduler import LmmsDistribution
+
+            # samples sharing media go to one worker, in chunks its engine plans together
+            config.pluginmanager.register(LmmsDistribution(), "lmms-xdist-scheduler")
 
 
 def _call_registration_hooks(config: pytest.Config) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 # $SCRIPTED_CRASH_AFTER=N kills the process with SIGKILL once N requests were answered
 # (only in the xdist worker $SCRIPTED_CRASH_WORKER names, when it is set);
 # each construction of the backend is logged to $SCRIPTED_INIT_LOG as "<xdist worker or
-# main> <model id>"; $SCRIPTED_SLEEP sleeps that many seconds before each batch.
+# main> <model id>"; $SCRIPTED_SLEEP sleeps that many seconds before each batch;
+# $SCRIPTED_WORKER_LOG gets "<xdist worker or main> <doc id>" per answered request.
 SCRIPTED_BACKEND = """
 import os
 import signal
@@ -74,6 +75,11 @@ class ScriptedBackend:
         if log:
             with open(log, "a") as handle:
                 handle.writelines(f"{r.doc_id}\\n" for r, o in zip(requests, out) if isinstance(o, Response))
+        worker_log = os.environ.get("SCRIPTED_WORKER_LOG")
+        if worker_log:
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            with open(worker_log, "a") as handle:
+                handle.writelines(f"{worker} {r.doc_id}\\n" for r, o in zip(requests, out) if isinstance(o, Response))
         _answered[0] += len(requests)
         return out
 
