@@ -402,3 +402,19 @@ def test_samples_a_stopped_run_never_ran_are_named_and_a_rerun_completes_them(
 def _samples(pytester: pytest.Pytester, run_name: str) -> list[dict[str, Any]]:
     path = pytester.path / "results" / run_name / "samples_qa.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.usefixtures("lmms_home")
+def test_the_tiny_hf_model_on_the_offline_suite_is_the_same_on_0_and_2_workers(
+    lmms_project: pytest.Pytester,
+) -> None:
+    import torch  # noqa: F401 - imported once here: in-process sessions cannot import it again
+
+    shutil.copytree(OFFLINE, lmms_project.path / "offline")
+    outcomes = [
+        run_layout(lmms_project, n, "offline", "--limit=4", model="hf:tiny-qwen2-vl", name=f"layout-{n}w")
+        for n in (0, 2)
+    ]
+    first = assert_same_in_every_layout(outcomes)
+    assert set(first.results["tasks"]) == {"motion", "shapes_color", "shapes_count"}
+    assert all(info["n"] == 4 and info["metrics"] for info in first.results["tasks"].values())
