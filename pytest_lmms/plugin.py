@@ -75,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_lmms.report import FailureGrouper
 
         config.pluginmanager.register(FailureGrouper(), "lmms-failure-groups")
+        config.pluginmanager.register(JsonReportProperties(), "lmms-json-properties")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
             from pytest_lmms._xdist_scheduler import LmmsDistribution
@@ -397,6 +398,22 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
             if name == WRONG_PROPERTY:
                 return "wrong", "w", "WRONG"
     return None
+
+
+class JsonReportProperties:
+    """JUnit XML writes each report property with str(): a sample's record would be a Python
+    repr. The teardown report (the one junitxml writes properties from) gets them as JSON;
+    the call report, which the result collector reads, keeps the records as they are."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown" and any(isinstance(v, (dict, list)) for _, v in report.user_properties):
+            import orjson
+
+            report.user_properties = [
+                (name, orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value)
+                for name, value in report.user_properties
+            ]
 
 
 class XdistRunName:

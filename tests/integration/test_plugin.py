@@ -172,6 +172,17 @@ def test_k_selection_and_junitxml(lmms_project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, deselected=2)
     xml = (lmms_project.path / "out.xml").read_text()
     assert 'name="qa[0]"' in xml and 'name="qa[1]"' in xml
+    # the sample records in the properties are JSON a CI system can parse
+    import xml.etree.ElementTree as ElementTree
+
+    properties = {
+        p.get("name"): p.get("value")
+        for case in ElementTree.parse(lmms_project.path / "out.xml").iter("testcase")
+        if case.get("name") == "qa[1]"
+        for p in case.iter("property")
+    }
+    record = json.loads(properties["lmms_result"])
+    assert record["doc_id"] == "1" and record["scores"] == {"exact_match": 1.0}
 
 
 def test_clustered_task_reports_a_cluster_interval(lmms_project: pytest.Pytester) -> None:
@@ -200,7 +211,9 @@ def test_bad_option_values_are_usage_errors(lmms_project: pytest.Pytester) -> No
         "--model=scripted:m", "--model-args=batch_size=2,bogus=1", "--lmms-cache=cache"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--model=scripted:m: unknown argument 'bogus'*valid arguments: batch_size*"])
+    result.stderr.fnmatch_lines(
+        ["*--model=scripted:m: unknown argument 'bogus'*valid arguments: batch_size*"]
+    )
     result = lmms_project.runpytest("--model=nosuch:x", "--lmms-cache=cache")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown backend 'nosuch'*known: *random*"])
