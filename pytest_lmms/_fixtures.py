@@ -78,6 +78,6 @@ def probe_record(task: str, scores: Mapping[str, float], doc_id: str, where: str
         response="",
         raw="",
         scores={str(k): float(v) for k, v in scores.items()},
+        probe=where,
     ).to_json()
-    record["probe"] = where
     return record

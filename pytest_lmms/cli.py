@@ -7,9 +7,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
+if TYPE_CHECKING:
+    from pytest_lmms.types import SampleResult
 
 
 def _dataset_of(task_path: Path, task_name: str) -> tuple[str, str]:
@@ -127,11 +128,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     primary: dict[str, str] = {}
     clustered: dict[str, bool] = {}
-    for task, info in current.results["tasks"].items():
-        if info.get("metrics"):
-            metric = args.metric or next(iter(info["metrics"]))
+    for task, info in current.results.tasks.items():
+        if info.metrics:
+            metric = args.metric or next(iter(info.metrics))
             primary[task] = metric
-            clustered[task] = "cluster" in str(info["metrics"].get(metric, {}).get("method", ""))
+            recorded = info.metrics.get(metric)
+            clustered[task] = recorded is not None and "cluster" in recorded.method
     comparisons = compare_runs(current.samples, baseline.samples, primary, clustered)
     if not comparisons:
         print("no task was scored in both runs", file=sys.stderr)
@@ -299,16 +301,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sample_text(record: dict[str, Any]) -> list[str]:
+def _sample_text(record: SampleResult) -> list[str]:
     """A sample for a person: what the model saw, what it said, how it was scored."""
-    repeat = f"#r{record['repeat']}" if record.get("repeat") else ""
-    scores = record.get("scores") or {}
+    repeat = f"#r{record.repeat}" if record.repeat else ""
     lines = [
-        f"== {record.get('task')}[{record.get('doc_id')}{repeat}]  "
-        + "  ".join(f"{name} {value:g}" for name, value in scores.items())
+        f"== {record.task}[{record.doc_id}{repeat}]  "
+        + "  ".join(f"{name} {value:g}" for name, value in record.scores.items())
     ]
-    prompt = record.get("prompt")
-    if isinstance(prompt, dict):
+    prompt = record.prompt
+    if prompt is not None:
         if prompt.get("text"):
             lines.append("prompt:   " + str(prompt["text"]).replace("\n", "\n          "))
         for media in prompt.get("media") or []:
@@ -317,35 +318,33 @@ def _sample_text(record: dict[str, Any]) -> list[str]:
             )
         if prompt.get("choices"):
             lines.append(f"choices:  {prompt['choices']}")
-    lines.append(f"target:   {record.get('target')!r}")
-    lines.append(f"response: {record.get('response')!r}")
-    if "extracted" in record:
-        lines.append(f"answer:   {record.get('extracted')!r}")
-    if record.get("judge_calls"):
-        lines.append(f"judge:    {record['judge_calls']} call(s)")
+    lines.append(f"target:   {record.target!r}")
+    lines.append(f"response: {record.response!r}")
+    lines.append(f"answer:   {record.extracted!r}")
+    if record.judge_calls:
+        lines.append(f"judge:    {record.judge_calls} call(s)")
     return lines
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from pytest_lmms.report import resolve_run, sample_records
+    from pytest_lmms.report import read_results, resolve_run, sample_records
 
     try:
         run_dir = resolve_run(args.run, args.output)
-        results_file = run_dir / "results.json" if run_dir.is_dir() else run_dir
-        results = orjson.loads(results_file.read_bytes())
+        results = read_results(run_dir)
         shown = 0
         for record in sample_records(run_dir, args.task):
-            task_info = (results.get("tasks") or {}).get(record.get("task"), {})
-            primary = next(iter(task_info.get("metrics") or {}), None)
-            if args.doc is not None and str(record.get("doc_id")) != args.doc:
+            task_info = results.tasks.get(record.task)
+            primary = task_info.primary_metric if task_info is not None else None
+            if args.doc is not None and record.doc_id != args.doc:
                 continue
-            if args.wrong and (primary is None or (record.get("scores") or {}).get(primary) != 0):
+            if args.wrong and (primary is None or record.scores.get(primary) != 0):
                 continue
             print("\n".join(_sample_text(record)))
             shown += 1
             if args.limit and shown >= args.limit:
                 break
-    except (OSError, ValueError, orjson.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{shown} sample(s) from {run_dir}")

@@ -288,6 +288,9 @@ class Response:
         )
 
 
+_OMIT: Mapping[str, Any] = {"omit": True}
+
+
 @dataclass(frozen=True, slots=True)
 class SampleResult:
     """One scored sample, as written to the samples JSONL file."""
@@ -305,12 +308,16 @@ class SampleResult:
     input_tokens: int | None = None
     output_tokens: int | None = None
     ttft_s: float | None = None
-    judge_calls: int = 0  # LLM-judge calls made to score this sample
-    judge_prompts: tuple[str, ...] = ()
+    # "omit": to_json leaves the key out while the value is its default (the JSON Schema
+    # generated from these fields marks it optional)
+    judge_calls: int = field(default=0, metadata=_OMIT)  # LLM-judge calls made to score this sample
+    judge_prompts: tuple[str, ...] = field(default=(), metadata=_OMIT)
     # what the model was shown: {"text", "media": [{kind, path, sha256, sampling?}], "choices"}
-    prompt: Mapping[str, Any] | None = None
+    prompt: Mapping[str, Any] | None = field(default=None, metadata=_OMIT)
     extracted: Any = None  # the answer the scorer read out of the response (None: none noted)
-    judge_log: tuple[Mapping[str, str], ...] = ()  # each judge call: {"prompt", "reply"}
+    judge_log: tuple[Mapping[str, str], ...] = field(default=(), metadata=_OMIT)  # {"prompt", "reply"}
+    # a hand-written test's record (the lmms_record fixture): its file::test, else None
+    probe: str | None = field(default=None, metadata=_OMIT)
 
     def to_json(self) -> dict[str, Any]:
         data = self._core_json()
@@ -321,6 +328,8 @@ class SampleResult:
             data["judge_calls"] = self.judge_calls
             data["judge_prompts"] = list(self.judge_prompts)
             data["judge_log"] = [dict(call) for call in self.judge_log]
+        if self.probe is not None:
+            data["probe"] = self.probe
         return data
 
     def _core_json(self) -> dict[str, Any]:
@@ -361,6 +370,7 @@ class SampleResult:
             prompt=data.get("prompt"),
             extracted=data.get("extracted"),
             judge_log=tuple(data.get("judge_log") or ()),
+            probe=data.get("probe"),
         )
 
 

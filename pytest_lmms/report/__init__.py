@@ -13,6 +13,28 @@ from pytest_lmms.report._html import write_html, write_html_for_run
 from pytest_lmms.report._html_media import MediaLimits
 from pytest_lmms.report._merge import merge_runs
 from pytest_lmms.report._progress import ProgressReporter, ProgressState
+from pytest_lmms.report._records import (
+    RESULTS_SCHEMA_VERSION,
+    Agreement,
+    ComparisonResult,
+    Completeness,
+    GateFailureRecord,
+    Gates,
+    GitInfo,
+    JudgeInfo,
+    JudgePromptRecord,
+    JudgeUse,
+    MetricResult,
+    ModelInfo,
+    NotDone,
+    RunResults,
+    StabilityResult,
+    TaskComparison,
+    TaskResult,
+    Throughput,
+    Timings,
+    VarianceRow,
+)
 from pytest_lmms.report._results import (
     SamplesWriter,
     default_run_name,
@@ -21,13 +43,51 @@ from pytest_lmms.report._results import (
     prompt_record,
     read_samples,
     throughput,
-    write_results,
 )
 from pytest_lmms.report._runs import RunEntry, find_latest, list_runs, resolve_run, sample_records
+from pytest_lmms.report._schema import (
+    ResultsSchemaError,
+    decode,
+    encode,
+    read_results,
+    results_from_json,
+    results_json_schema,
+    samples_json_schema,
+    write_results,
+    write_samples,
+)
 from pytest_lmms.report._submission import build_submission, write_submission
 from pytest_lmms.report._table import format_table
 
 __all__ = [
+    "RESULTS_SCHEMA_VERSION",
+    "Agreement",
+    "ComparisonResult",
+    "Completeness",
+    "GateFailureRecord",
+    "Gates",
+    "GitInfo",
+    "JudgeInfo",
+    "JudgePromptRecord",
+    "JudgeUse",
+    "MetricResult",
+    "ModelInfo",
+    "NotDone",
+    "ResultsSchemaError",
+    "RunResults",
+    "StabilityResult",
+    "TaskComparison",
+    "TaskResult",
+    "Throughput",
+    "Timings",
+    "VarianceRow",
+    "decode",
+    "encode",
+    "read_results",
+    "results_from_json",
+    "results_json_schema",
+    "samples_json_schema",
+    "write_samples",
     "FailUnder",
     "FailureGrouper",
     "GateFailure",

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+import typing
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from pytest_lmms.report._records import Agreement, RunResults, TaskComparison
 from pytest_lmms.report._results import read_samples
+from pytest_lmms.report._schema import read_results, results_path
 from pytest_lmms.types import SampleResult
 
 
@@ -20,30 +21,24 @@ class SavedRun:
     """A results.json with the samples of each of its tasks."""
 
     path: Path
-    results: Mapping[str, Any]
+    results: RunResults
     samples: Mapping[str, list[SampleResult]]
 
     @property
     def label(self) -> str:
-        return str(self.results.get("model", {}).get("spec") or self.path.parent.name)
+        return str(self.results.model.spec or self.path.parent.name)
 
 
 def load_run(path: str | Path) -> SavedRun:
     """Load ``results.json`` (or a run folder holding one) and its samples files."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
+    path = results_path(path)
     try:
-        results = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"baseline {path}: cannot read: {exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"baseline {path}: not a results.json: {exc}") from None
-    if not isinstance(results, dict) or "tasks" not in results:
-        raise ValueError(f"baseline {path}: not a pytest-lmms results.json (no 'tasks')")
+        results = read_results(path)
+    except ValueError as exc:
+        raise ValueError(f"baseline {exc}") from None
     samples: dict[str, list[SampleResult]] = {}
-    for task, info in results["tasks"].items():
-        recorded = info.get("samples_file")
+    for task, info in results.tasks.items():
+        recorded = info.samples_file
         if not recorded:
             continue
         candidates = [Path(recorded), path.parent / Path(recorded).name]
@@ -85,29 +80,34 @@ def compare_task(
     baseline: Sequence[SampleResult],
     metric: str,
     clustered: bool,
-) -> dict[str, Any]:
+) -> TaskComparison:
     """Paired difference current - baseline on the documents both runs scored."""
     from pytest_lmms.stats import compare
 
     a, clusters = _per_doc(current, metric)
     b, _ = _per_doc(baseline, metric)
     shared = sorted(set(a) & set(b))
-    out: dict[str, Any] = {
-        "metric": metric,
-        "n": len(shared),
-        "only_in_current": len(set(a) - set(b)),
-        "only_in_baseline": len(set(b) - set(a)),
-    }
+    only_current, only_baseline = len(set(a) - set(b)), len(set(b) - set(a))
     if not shared:
-        out["error"] = "no document was scored in both runs"
-        return out
+        return TaskComparison(
+            metric=metric,
+            n=0,
+            only_in_current=only_current,
+            only_in_baseline=only_baseline,
+            error="no document was scored in both runs",
+        )
     cluster_map = {i: clusters[i] for i in shared} if clustered and all(clusters[i] for i in shared) else None
     comparison = compare({i: a[i] for i in shared}, {i: b[i] for i in shared}, clusters=cluster_map)
-    out.update(comparison.to_json())
-    out["current"] = sum(a[i] for i in shared) / len(shared)
-    out["baseline"] = sum(b[i] for i in shared) / len(shared)
-    out["agreement"] = _agreement(a, b, shared)
-    return out
+    agreement = _agreement(a, b, shared)
+    return TaskComparison(
+        metric=metric,
+        only_in_current=only_current,
+        only_in_baseline=only_baseline,
+        **comparison.to_json(),
+        current=sum(a[i] for i in shared) / len(shared),
+        baseline=sum(b[i] for i in shared) / len(shared),
+        agreement=Agreement(**agreement) if agreement is not None else None,
+    )
 
 
 def compare_runs(
@@ -115,7 +115,7 @@ def compare_runs(
     baseline: Mapping[str, Sequence[SampleResult]],
     primary_metrics: Mapping[str, str],
     clustered: Mapping[str, bool],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, TaskComparison]:
     """Per task present in both runs: the paired comparison, with Holm-adjusted p-values."""
     from pytest_lmms.stats import holm
 
@@ -124,15 +124,14 @@ def compare_runs(
         for task in sorted(set(current) & set(baseline))
         if task in primary_metrics
     }
-    tested = [t for t, c in comparisons.items() if c.get("p_value") is not None]
-    for task, adjusted in zip(tested, holm([comparisons[t]["p_value"] for t in tested]), strict=True):
-        comparisons[task]["p_holm"] = adjusted
-    for comparison in comparisons.values():
-        comparison.setdefault("p_holm", None)
+    tested = [t for t, c in comparisons.items() if c.p_value is not None]
+    adjusted = holm([typing.cast(float, comparisons[t].p_value) for t in tested])
+    for task, p_holm in zip(tested, adjusted, strict=True):
+        comparisons[task] = replace(comparisons[task], p_holm=p_holm)
     return comparisons
 
 
-def format_comparisons(comparisons: Mapping[str, Mapping[str, Any]], baseline_label: str) -> list[str]:
+def format_comparisons(comparisons: Mapping[str, TaskComparison], baseline_label: str) -> list[str]:
     def fmt(x: Any, digits: int = 4) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -140,22 +139,18 @@ def format_comparisons(comparisons: Mapping[str, Mapping[str, Any]], baseline_la
         ["task", "metric", "current", "baseline", "diff", "95% CI", "p (Holm)", "n", "agree (RR/R-/-R/--)"]
     ]
     for task, c in comparisons.items():
-        agreement = c.get("agreement")
-        agree = (
-            "/".join(str(agreement[k]) for k in ("both_right", "only_current", "only_baseline", "both_wrong"))
-            if agreement
-            else "-"
-        )
+        a = c.agreement
+        agree = f"{a.both_right}/{a.only_current}/{a.only_baseline}/{a.both_wrong}" if a else "-"
         rows.append(
             [
                 task,
-                str(c["metric"]),
-                fmt(c.get("current")),
-                fmt(c.get("baseline")),
-                fmt(c.get("diff")),
-                f"[{fmt(c.get('ci_low'))}, {fmt(c.get('ci_high'))}]",
-                fmt(c.get("p_holm"), 4),
-                str(c["n"]),
+                c.metric,
+                fmt(c.current),
+                fmt(c.baseline),
+                fmt(c.diff),
+                f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}]",
+                fmt(c.p_holm, 4),
+                str(c.n),
                 agree,
             ]
         )
@@ -165,14 +160,10 @@ def format_comparisons(comparisons: Mapping[str, Mapping[str, Any]], baseline_la
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
-    unmatched = {
-        t: (c["only_in_current"], c["only_in_baseline"])
-        for t, c in comparisons.items()
-        if c["only_in_current"] or c["only_in_baseline"]
-    }
-    for task, (only_current, only_baseline) in unmatched.items():
-        lines.append(
-            f"note: {task}: compared on the {comparisons[task]['n']} shared documents; "
-            f"{only_current} only in this run, {only_baseline} only in the baseline"
-        )
+    for task, c in comparisons.items():
+        if c.only_in_current or c.only_in_baseline:
+            lines.append(
+                f"note: {task}: compared on the {c.n} shared documents; "
+                f"{c.only_in_current} only in this run, {c.only_in_baseline} only in the baseline"
+            )
     return lines

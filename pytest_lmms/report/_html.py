@@ -18,6 +18,9 @@ from pytest_lmms.report._html_assets import CSS, JS
 from pytest_lmms.report._html_data import ReportRun, comparison_with, flips, read_run, run_from_results
 from pytest_lmms.report._html_media import MediaLimits
 from pytest_lmms.report._html_samples import browser_data
+from pytest_lmms.report._records import ModelInfo, RunResults, TaskResult
+from pytest_lmms.report._results import read_samples
+from pytest_lmms.types import SampleResult
 
 RunLike = str | Path | ReportRun
 
@@ -47,7 +50,7 @@ def write_html(
 
 
 def write_html_for_run(
-    results: Mapping[str, Any], run_dir: str | Path, out: str | Path | None = None
+    results: RunResults | Mapping[str, Any], run_dir: str | Path, out: str | Path | None = None
 ) -> Path:
     """The report of a session that has just written ``run_dir`` (default
     ``run_dir/report.html``), compared with the baseline its results name, if any."""
@@ -62,23 +65,26 @@ def _as_run(run: RunLike) -> ReportRun:
 def _recorded_baseline(run: ReportRun) -> ReportRun | None:
     """The baseline the run was compared with, when its files are still there: a saved
     run (``--baseline``), or the baseline model's samples written next to the run."""
-    comparison = run.results.get("comparison") or {}
-    if comparison.get("baseline"):
+    comparison = run.document.comparison
+    if comparison is None:
+        return None
+    if comparison.baseline:
         try:
-            return read_run(comparison["baseline"])
+            return read_run(comparison.baseline)
         except ValueError:
             return None
-    files = comparison.get("baseline_samples") or {}
-    samples: list[dict[str, Any]] = []
-    for name in files.values():
+    samples: list[SampleResult] = []
+    for name in (comparison.baseline_samples or {}).values():
         path = Path(name) if Path(name).is_file() else run.path / Path(name).name
         if path.is_file():
-            samples += [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+            samples += read_samples(path)
     if not samples:
         return None
-    tasks = {t: {"metrics": info.get("metrics") or {}} for t, info in run.tasks.items()}
-    spec = comparison.get("baseline_model") or "baseline model"
-    return ReportRun(run.path, {"model": {"spec": spec}, "tasks": tasks}, samples)
+    # the baseline model's own metrics are not needed: flips and the browser read the
+    # current run's first metric of each task
+    tasks = {t: TaskResult(metrics=info.metrics) for t, info in run.document.tasks.items()}
+    spec = comparison.baseline_model or "baseline model"
+    return ReportRun(run.path, RunResults(model=ModelInfo(spec=spec), tasks=tasks), samples)
 
 
 def render_html(

@@ -1,7 +1,8 @@
 """Everything the HTML report reads from run folders, in one place.
 
-The report reads results.json and the samples JSONL files as plain dicts through this
-module only, so moving to the typed results schema later changes this file and no other.
+Runs are read through the typed results schema (``read_results``, ``sample_records``) and
+the sections render the typed records; only the sample browser's embedded data is the
+samples' JSON form (``ReportRun.samples``), exactly as the schema writes it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
-
+from pytest_lmms.report._records import ComparisonResult, RunResults, TaskResult
 from pytest_lmms.report._runs import sample_records
+from pytest_lmms.report._schema import read_results, results_from_json
 from pytest_lmms.types import SampleResult
 
 Flip = Literal["worse", "better"]
@@ -22,31 +23,36 @@ Flip = Literal["worse", "better"]
 
 @dataclass
 class ReportRun:
-    """One run folder: its results.json and its scored samples, in file order."""
+    """One run folder: its results and its scored samples, in file order."""
 
     path: Path  # the run folder
-    results: dict[str, Any]
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    document: RunResults
+    typed_samples: list[SampleResult] = field(default_factory=list)
+    # the sample lines as the browser's data embeds them, derived once from the typed records
+    samples: list[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.samples = [sample.to_json() for sample in self.typed_samples]
 
     @property
     def label(self) -> str:
         """The model spec, with the folder name when the spec alone does not say which run."""
-        spec = (self.results.get("model") or {}).get("spec")
+        spec = self.document.model.spec
         return f"{spec} ({self.path.name})" if spec else self.path.name
 
     @property
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        return dict(self.results.get("tasks") or {})
+    def tasks(self) -> Mapping[str, TaskResult]:
+        return self.document.tasks
 
     def primary_metric(self, task: str) -> str | None:
         """The task's first metric (the one the summary, gates and comparison use)."""
-        metrics = (self.tasks.get(task) or {}).get("metrics") or {}
-        return next(iter(metrics), None)
+        info = self.document.tasks.get(task)
+        return info.primary_metric if info is not None else None
 
     def sample_results(self) -> dict[str, list[SampleResult]]:
         by_task: dict[str, list[SampleResult]] = defaultdict(list)
-        for record in self.samples:
-            by_task[str(record["task"])].append(SampleResult.from_json(record))
+        for sample in self.typed_samples:
+            by_task[sample.task].append(sample)
         return dict(by_task)
 
 
@@ -55,21 +61,13 @@ def read_run(path: str | Path) -> ReportRun:
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
-    results_file = folder / "results.json"
-    try:
-        results = orjson.loads(results_file.read_bytes())
-    except OSError as exc:
-        raise ValueError(f"{results_file}: cannot read: {exc}") from None
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{results_file}: not a results.json: {exc}") from None
-    if not isinstance(results, dict) or "tasks" not in results:
-        raise ValueError(f"{results_file}: not a pytest-lmms results.json (no 'tasks')")
-    return ReportRun(folder, results, list(sample_records(folder)))
+    return ReportRun(folder, read_results(folder / "results.json"), list(sample_records(folder)))
 
 
-def run_from_results(results: Mapping[str, Any], run_dir: str | Path) -> ReportRun:
-    """The run a session has just written (its results dict is already in memory)."""
-    return ReportRun(Path(run_dir), dict(results), list(sample_records(run_dir)))
+def run_from_results(results: RunResults | Mapping[str, Any], run_dir: str | Path) -> ReportRun:
+    """The run a session has just written (its results are already in memory)."""
+    document = results if isinstance(results, RunResults) else results_from_json(results)
+    return ReportRun(Path(run_dir), document, list(sample_records(run_dir)))
 
 
 def sample_key(record: Mapping[str, Any]) -> tuple[str, str, int]:
@@ -122,24 +120,24 @@ def varying_docs(run: ReportRun) -> dict[tuple[str, str], float]:
     return out
 
 
-def comparison_with(current: ReportRun, baseline: ReportRun | None) -> dict[str, Any] | None:
+def comparison_with(current: ReportRun, baseline: ReportRun | None) -> ComparisonResult | None:
     """The paired comparison to show: the one the run recorded against this baseline (or
     against any, without one), else computed here from both runs' samples."""
-    recorded = current.results.get("comparison")
+    recorded = current.document.comparison
     if baseline is None:
-        return recorded if isinstance(recorded, dict) else None
-    if isinstance(recorded, dict) and _same_run(recorded.get("baseline"), baseline.path):
+        return recorded
+    if recorded is not None and _same_run(recorded.baseline, baseline.path):
         return recorded
     from pytest_lmms.report._compare import compare_runs
 
     ours, theirs = current.sample_results(), baseline.sample_results()
     primary = {task: m for task in ours if (m := current.primary_metric(task)) is not None}
     clustered = {task: any(r.cluster_id for r in rows) for task, rows in ours.items()}
-    return {
-        "baseline": str(baseline.path / "results.json"),
-        "baseline_model": baseline.label,
-        "tasks": compare_runs(ours, theirs, primary, clustered),
-    }
+    return ComparisonResult(
+        baseline=str(baseline.path / "results.json"),
+        baseline_model=baseline.label,
+        tasks=compare_runs(ours, theirs, primary, clustered),
+    )
 
 
 def _same_run(recorded: Any, folder: Path) -> bool:
@@ -151,20 +149,6 @@ def _same_run(recorded: Any, folder: Path) -> bool:
         return path.resolve() == folder.resolve()
     except OSError:
         return False
-
-
-def dataset_revisions(run: ReportRun) -> dict[str, str]:
-    """The dataset (and revision) each task read, where results.json records it."""
-    out = {}
-    for task, info in run.tasks.items():
-        dataset = info.get("dataset")
-        revision = info.get("dataset_revision") or info.get("revision")
-        if isinstance(dataset, Mapping):
-            revision = revision or dataset.get("revision")
-            dataset = dataset.get("path") or dataset.get("id")
-        if dataset or revision:
-            out[task] = " @ ".join(str(x) for x in (dataset, revision) if x)
-    return out
 
 
 def baseline_records(baseline: ReportRun | None) -> dict[tuple[str, str, int], dict[str, Any]]:

@@ -143,10 +143,11 @@ class TaskRenderer:
     def _load(self, name: str) -> Task | None:
         from pytest_lmms.tasks import Task, TaskSpec, load_specs
 
-        yaml = (self._run.tasks.get(name) or {}).get("yaml")
+        info = self._run.tasks.get(name)
+        yaml = info.yaml if info is not None else None
         if not yaml or not Path(yaml).is_file():
             raise ValueError(f"task YAML {yaml!r} not found")
-        data_dir = (self._run.results.get("config") or {}).get("data_dir")
+        data_dir = self._run.document.config.get("data_dir")
         for spec in load_specs(Path(yaml)):
             if isinstance(spec, TaskSpec) and spec.name == name:
                 return Task(spec, data_dir=data_dir)

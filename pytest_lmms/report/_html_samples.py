@@ -115,13 +115,11 @@ def _failed_entries(run: ReportRun) -> list[dict[str, Any]]:
     """Samples that were not scored: named where results.json lists them, else one entry
     per task saying how many failed (their lines are not in the samples files)."""
     out = []
-    listed = run.results.get("not_done") or []
-    for item in listed:
-        nodeid = str(item.get("nodeid"))
-        task = nodeid.split("::")[-1].split("[")[0]
-        out.append(_failed(task, nodeid, str(item.get("reason") or "not done")))
+    for item in run.document.not_done:
+        task = item.nodeid.split("::")[-1].split("[")[0]
+        out.append(_failed(task, item.nodeid, item.reason or "not done"))
     for task, info in run.tasks.items():
-        failed = int(info.get("failed") or 0)
+        failed = info.failed
         if failed:
             out.append(
                 _failed(task, f"{failed} failed", f"{failed} sample(s) of {task} failed; see the test log")

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from pytest_lmms.report._html_data import ReportRun, dataset_revisions
+from pytest_lmms.report._html_data import ReportRun
 from pytest_lmms.report._html_plots import PALETTE, ForestRow, Series, forest_plot, line_plot
+from pytest_lmms.report._records import ComparisonResult, MetricResult, RunResults
 
 # ---- formatting ------------------------------------------------------------------------
 
@@ -65,38 +66,31 @@ def header_section(runs: Sequence[ReportRun]) -> str:
 
 
 def _status_line(run: ReportRun) -> str:
-    results = run.results
-    wall = (results.get("timings") or {}).get("wall_s")
-    parts = [f"created {results.get('created', '?')}", _completeness_text(results)]
-    if wall is not None:
-        parts.append(f"wall time {wall:.1f} s")
+    results = run.document
+    parts = [f"created {results.created}", _completeness_text(results)]
+    parts.append(f"wall time {results.timings.wall_s:.1f} s")
     return " · ".join(p for p in parts if p)
 
 
-def _completeness_text(results: Mapping[str, Any]) -> str:
-    block = results.get("completeness")
-    if not isinstance(block, Mapping):
-        not_done = results.get("not_done") or []
-        return f"{len(not_done)} sample(s) not done" if not_done else ""
-    state = (
-        "complete" if block.get("complete") else ("interrupted" if block.get("interrupted") else "incomplete")
-    )
-    return f"{state}: {block.get('done', '?')} of {block.get('planned', '?')} samples done, {block.get('failed', 0)} failed"
+def _completeness_text(results: RunResults) -> str:
+    block = results.completeness
+    if block is None:  # a run written before completeness was recorded
+        return f"{len(results.not_done)} sample(s) not done" if results.not_done else ""
+    state = "complete" if block.complete else ("interrupted" if block.interrupted else "incomplete")
+    return f"{state}: {block.done} of {block.planned} samples done, {block.failed} failed"
 
 
 def _run_details(run: ReportRun) -> str:
-    results = run.results
-    model = results.get("model") or {}
-    identity = model.get("identity") or {}
-    git = results.get("git") or {}
-    commit = f"{git.get('commit', '')}{' (dirty)' if git.get('dirty') else ''}" if git else None
-    config = {k: v for k, v in (results.get("config") or {}).items() if v not in (None, "", {}, [], False)}
-    versions = results.get("versions") or {}
-    revisions = dataset_revisions(run)
+    results = run.document
+    identity = results.model.identity or {}
+    git = results.git
+    commit = f"{git.commit}{' (dirty)' if git.dirty else ''}" if git is not None else None
+    config = {k: v for k, v in results.config.items() if v not in (None, "", {}, [], False)}
+    versions = results.versions
     out = [
         _kv(
             [
-                ("model", model.get("spec")),
+                ("model", results.model.spec),
                 ("identity", ", ".join(f"{k}={v}" for k, v in identity.items())),
                 ("folder", str(run.path)),
                 ("git commit", commit),
@@ -105,8 +99,6 @@ def _run_details(run: ReportRun) -> str:
             ]
         )
     ]
-    if revisions:
-        out.append("<h3>Datasets</h3>" + _kv(revisions.items()))
     if config:
         out.append(
             "<details class='cfg'><summary>configuration</summary>" + _kv(config.items()) + "</details>"
@@ -114,13 +106,13 @@ def _run_details(run: ReportRun) -> str:
     return "".join(out)
 
 
-def _score_rows(runs: Sequence[ReportRun]) -> list[tuple[int, str, str, dict[str, Any], int]]:
+def _score_rows(runs: Sequence[ReportRun]) -> list[tuple[int, str, str, MetricResult, int]]:
     """(run index, task, metric, estimate, failed) for every metric of every run."""
     rows = []
     for index, run in enumerate(runs):
         for task, info in run.tasks.items():
-            for metric, estimate in (info.get("metrics") or {}).items():
-                rows.append((index, task, metric, estimate, int(info.get("failed") or 0)))
+            for metric, estimate in info.metrics.items():
+                rows.append((index, task, metric, estimate, info.failed))
     return rows
 
 
@@ -136,34 +128,31 @@ def scores_section(runs: Sequence[ReportRun]) -> str:
         html_rows.append(
             f"<tr class='score' data-run='{index}' data-task='{escape(task)}' data-metric='{escape(metric)}'>"
             f"{run_cell}<td>{escape(task)}</td><td>{escape(metric)}</td>"
-            + _cell(est.get("value"), "value")
-            + _ci(est.get("ci_low"), est.get("ci_high"))
-            + _cell(est.get("se"), "se")
-            + _cell(est.get("n"), "n")
-            + _cell(est.get("n_clusters"), "n_clusters")
-            + _cell(est.get("method"), "method")
+            + _cell(est.value, "value")
+            + _ci(est.ci_low, est.ci_high)
+            + _cell(est.se, "se")
+            + _cell(est.n, "n")
+            + _cell(est.n_clusters, "n_clusters")
+            + _cell(est.method, "method")
             + _cell(failed, "failed")
             + "</tr>"
         )
     errors = [
-        f"<li>{escape(t)}: {escape(str(i['error']))}</li>"
-        for run in runs
-        for t, i in run.tasks.items()
-        if i.get("error")
+        f"<li>{escape(t)}: {escape(i.error)}</li>" for run in runs for t, i in run.tasks.items() if i.error
     ] + [
-        f"<li>{escape(t)}: no sample produced {escape(', '.join(map(str, i['missing_metrics'])))}</li>"
+        f"<li>{escape(t)}: no sample produced {escape(', '.join(i.missing_metrics))}</li>"
         for run in runs
         for t, i in run.tasks.items()
-        if i.get("missing_metrics")
+        if i.missing_metrics
     ]
     forest = [
         ForestRow(
             f"{task} · {metric}" if (not several or index == 0) else "",
-            est.get("value"),
-            est.get("ci_low"),
-            est.get("ci_high"),
+            est.value,
+            est.ci_low,
+            est.ci_high,
             series=index,
-            note=f"{fmt(est.get('value'))} [{fmt(est.get('ci_low'))}, {fmt(est.get('ci_high'))}]",
+            note=f"{fmt(est.value)} [{fmt(est.ci_low)}, {fmt(est.ci_high)}]",
         )
         for index, task, metric, est, _ in rows
     ]
@@ -189,8 +178,9 @@ def _trend(runs: Sequence[ReportRun]) -> str:
             continue
         points = []
         for run in runs:
-            est = ((run.tasks.get(task) or {}).get("metrics") or {}).get(metric) or {}
-            points.append((est.get("value"), est.get("ci_low"), est.get("ci_high")))
+            info = run.tasks.get(task)
+            est = info.metrics.get(metric) if info is not None else None
+            points.append((est.value, est.ci_low, est.ci_high) if est is not None else (None, None, None))
         series.append(Series(f"{task} · {metric}", points))
     labels = [f"{i + 1}: {run.path.name}" for i, run in enumerate(runs)]
     return "<h3>Across runs (in the order given)</h3>" + line_plot(series, labels)
@@ -204,37 +194,35 @@ def _legend(runs: Sequence[ReportRun]) -> str:
     return f"<div class='legend'>{items}</div>"
 
 
-def comparison_section(comparison: Mapping[str, Any] | None) -> str:
-    if not comparison:
+def comparison_section(comparison: ComparisonResult | None) -> str:
+    if comparison is None:
         return ""
-    title = f"<h2>Paired comparison with baseline {escape(str(comparison.get('baseline_model') or '?'))}</h2>"
-    if comparison.get("error"):
-        return title + f"<p>not compared: {escape(str(comparison['error']))}</p>"
+    title = f"<h2>Paired comparison with baseline {escape(comparison.baseline_model or '?')}</h2>"
+    if comparison.error:
+        return title + f"<p>not compared: {escape(comparison.error)}</p>"
     header = ["task", "metric", "current", "baseline", "diff", "95% CI", "p", "p (Holm)", "n", "RR/R-/-R/--"]
     rows, forest = [], []
-    for task, c in (comparison.get("tasks") or {}).items():
-        agreement = c.get("agreement")
-        agree = "/".join(
-            str(agreement[k]) for k in ("both_right", "only_current", "only_baseline", "both_wrong")
-        ) if agreement else "-"  # fmt: skip
+    for task, c in comparison.tasks.items():
+        a = c.agreement
+        agree = f"{a.both_right}/{a.only_current}/{a.only_baseline}/{a.both_wrong}" if a else "-"
         rows.append(
-            f"<tr class='diff' data-task='{escape(task)}'><td>{escape(task)}</td><td>{escape(str(c.get('metric')))}</td>"
-            + _cell(c.get("current"), "current")
-            + _cell(c.get("baseline"), "baseline")
-            + _cell(c.get("diff"), "diff")
-            + _ci(c.get("ci_low"), c.get("ci_high"))
-            + _cell(c.get("p_value"), "p_value")
-            + _cell(c.get("p_holm"), "p_holm")
-            + _cell(c.get("n"), "n")
+            f"<tr class='diff' data-task='{escape(task)}'><td>{escape(task)}</td><td>{escape(c.metric)}</td>"
+            + _cell(c.current, "current")
+            + _cell(c.baseline, "baseline")
+            + _cell(c.diff, "diff")
+            + _ci(c.ci_low, c.ci_high)
+            + _cell(c.p_value, "p_value")
+            + _cell(c.p_holm, "p_holm")
+            + _cell(c.n, "n")
             + f"<td>{escape(agree)}</td></tr>"
         )
         forest.append(
             ForestRow(
-                f"{task} · {c.get('metric')}",
-                c.get("diff"),
-                c.get("ci_low"),
-                c.get("ci_high"),
-                note=f"{fmt(c.get('diff'))}, p (Holm) {fmt(c.get('p_holm'))}",
+                f"{task} · {c.metric}",
+                c.diff,
+                c.ci_low,
+                c.ci_high,
+                note=f"{fmt(c.diff)}, p (Holm) {fmt(c.p_holm)}",
             )
         )
     return (
@@ -248,19 +236,15 @@ def comparison_section(comparison: Mapping[str, Any] | None) -> str:
 
 
 def gates_section(run: ReportRun) -> str:
-    gates = run.results.get("gates")
-    if not isinstance(gates, Mapping):
-        return ""
-    configured = list(gates.get("fail_under") or [])
-    if gates.get("fail_on_regression") is not None:
-        configured.append(f"fail on regression (margin {gates['fail_on_regression']})")
-    failures = gates.get("failures") or []
+    gates = run.document.gates
+    configured = list(gates.fail_under)
+    if gates.fail_on_regression is not None:
+        configured.append(f"fail on regression (margin {gates.fail_on_regression})")
+    failures = gates.failures
     if not configured and not failures:
         return ""
     badge = "<span class='badge bad'>failed</span>" if failures else "<span class='badge ok'>passed</span>"
-    items = "".join(
-        f"<li>{escape(str(f.get('gate')))}: {escape(str(f.get('message')))}</li>" for f in failures
-    )
+    items = "".join(f"<li>{escape(f.gate)}: {escape(f.message)}</li>" for f in failures)
     return (
         f"<h2>Gates</h2><p id='gates'>{badge} gates: {escape('; '.join(map(str, configured)) or '-')}</p>"
         + (f"<ul>{items}</ul>" if items else "")
@@ -288,23 +272,21 @@ def flips_section(flipped: Mapping[tuple[str, str], str], baseline: ReportRun | 
 
 
 def stability_section(run: ReportRun) -> str:
-    stable = {t: i["stability"] for t, i in run.tasks.items() if i.get("stability")}
+    stable = {t: i.stability for t, i in run.tasks.items() if i.stability is not None}
     if not stable:
         return ""
     header = ["task", "metric", "k", "questions", "EA", "CA", "IV", "CR", "highest IV (doc: variance)"]
     rows = []
     for task, s in stable.items():
-        top = ", ".join(
-            f"{h['doc_id']}: {h['variance']:.3f}" for h in (s.get("highest_internal_variance") or [])[:10]
-        )
+        top = ", ".join(f"{h.doc_id}: {h.variance:.3f}" for h in s.highest_internal_variance[:10])
         rows.append(
-            f"<tr><td>{escape(task)}</td><td>{escape(str(s.get('metric')))}</td>"
-            + _cell(s.get("k"))
-            + _cell(s.get("n_questions"))
-            + _cell(s.get("expected_accuracy"))
-            + _cell(s.get("consensus_accuracy"))
-            + _cell(s.get("internal_variance"))
-            + _cell(s.get("consistency_rate"))
+            f"<tr><td>{escape(task)}</td><td>{escape(s.metric)}</td>"
+            + _cell(s.k)
+            + _cell(s.n_questions)
+            + _cell(s.expected_accuracy)
+            + _cell(s.consensus_accuracy)
+            + _cell(s.internal_variance)
+            + _cell(s.consistency_rate)
             + f"<td>{escape(top)}</td></tr>"
         )
     return (
@@ -326,30 +308,30 @@ def throughput_section(runs: Sequence[ReportRun]) -> str:
     ]  # fmt: skip
     rows = []
     for index, run in enumerate(runs):
-        scopes = [("all", run.results.get("throughput") or {})]
-        scopes += [(t, i.get("throughput") or {}) for t, i in run.tasks.items()]
+        scopes = [("all", run.document.throughput)]
+        scopes += [(t, i.throughput) for t, i in run.tasks.items()]
         for name, t in scopes:
-            if not t:
+            if t is None:
                 continue
             rows.append(
                 f"<tr><td>{index + 1}</td><td>{escape(name)}</td>"
-                + "".join(_cell(t.get(k), digits=3) for k in THROUGHPUT_FIELDS)
+                + "".join(_cell(getattr(t, k), digits=3) for k in THROUGHPUT_FIELDS)
                 + "</tr>"
             )
     return "<h2>Throughput and latency</h2>" + _table(header, rows) if rows else ""
 
 
 def judge_section(run: ReportRun) -> str:
-    judge = run.results.get("judge")
-    used = {t: i["judge"] for t, i in run.tasks.items() if i.get("judge")}
-    if not judge and not used:
+    judge = run.document.judge
+    used = {t: i.judge for t, i in run.tasks.items() if i.judge is not None}
+    if judge is None and not used:
         return ""
-    model = (judge or {}).get("model", "?")
+    model = judge.model if judge is not None else "?"
     rows = [
-        f"<tr><td>{escape(t)}</td>{_cell(u.get('samples'))}{_cell(run.tasks[t].get('n'))}{_cell(u.get('calls'))}</tr>"
+        f"<tr><td>{escape(t)}</td>{_cell(u.samples)}{_cell(run.tasks[t].n)}{_cell(u.calls)}</tr>"
         for t, u in used.items()
     ]
-    prompts = ", ".join(sorted((judge or {}).get("prompts") or {}))
+    prompts = ", ".join(sorted(judge.prompts if judge is not None else {}))
     return f"<h2>Judge</h2>{_kv([('model', model), ('prompts', prompts)])}" + _table(
         ["task", "samples judged", "samples", "judge calls"], rows
     )

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import orjson
 
+from pytest_lmms.report._records import GitInfo, Throughput
 from pytest_lmms.types import MediaPart, Request, SampleResult, VideoSampling
 
 
@@ -32,15 +33,18 @@ class SamplesWriter:
     def path_for(self, task: str, prefix: str = "samples_") -> Path:
         return self.run_dir / f"{prefix}{task}.jsonl"
 
-    def write(self, result: Mapping[str, Any], prefix: str = "samples_") -> None:
-        task = str(result["task"])
+    def write(self, result: SampleResult | Mapping[str, Any], prefix: str = "samples_") -> None:
+        """One sample line: a SampleResult, or its to_json() form as xdist ships it. A
+        mapping goes through the sample type too, so every line has the schema's layout."""
+        record = (result if isinstance(result, SampleResult) else SampleResult.from_json(result)).to_json()
+        task = record["task"]
         handle = self._files.get(prefix + task)
         if handle is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             # A session owns its samples files: a reused run name starts them afresh, so the
             # file always matches the results.json written next to it.
             handle = self._files[prefix + task] = open(self.path_for(task, prefix), "wb")  # noqa: SIM115
-        handle.write(orjson.dumps(result) + b"\n")
+        handle.write(orjson.dumps(record) + b"\n")
         handle.flush()
 
     def close(self) -> None:
@@ -85,7 +89,7 @@ def read_samples(path: str | Path) -> list[SampleResult]:
     return results
 
 
-def git_commit(directory: Path) -> dict[str, Any] | None:
+def git_commit(directory: Path) -> GitInfo | None:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
@@ -101,7 +105,7 @@ def git_commit(directory: Path) -> dict[str, Any] | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    return GitInfo(commit=commit.stdout.strip(), dirty=bool(status.stdout.strip()))
 
 
 def package_versions() -> dict[str, str]:
@@ -116,7 +120,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def throughput(results: Sequence[SampleResult], wall_s: float) -> dict[str, Any]:
+def throughput(results: Sequence[SampleResult], wall_s: float) -> Throughput:
     computed = [r for r in results if not r.cached]
     latencies = sorted(r.latency_s for r in computed if r.latency_s is not None)
     first_tokens = sorted(r.ttft_s for r in computed if r.ttft_s is not None)
@@ -125,25 +129,17 @@ def throughput(results: Sequence[SampleResult], wall_s: float) -> dict[str, Any]
         return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
     out_tokens = sum(r.output_tokens or 0 for r in computed)
-    return {
-        "samples": len(results),
-        "cached": len(results) - len(computed),
-        "model_calls": len(computed),
-        "input_tokens": sum(r.input_tokens or 0 for r in computed),
-        "output_tokens": out_tokens,
-        "wall_s": round(wall_s, 4),
-        "samples_per_s": round(len(results) / wall_s, 3) if wall_s > 0 else None,
-        "output_tokens_per_s": round(out_tokens / wall_s, 3) if wall_s > 0 else None,
-        "latency_p50_s": pct(0.5),
-        "latency_p95_s": pct(0.95),
-        "ttft_p50_s": pct(0.5, first_tokens),
-        "ttft_p95_s": pct(0.95, first_tokens),
-    }
-
-
-def write_results(path: Path, results: Mapping[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    os.replace(tmp, path)
-    return path
+    return Throughput(
+        samples=len(results),
+        cached=len(results) - len(computed),
+        model_calls=len(computed),
+        input_tokens=sum(r.input_tokens or 0 for r in computed),
+        output_tokens=out_tokens,
+        wall_s=round(wall_s, 4),
+        samples_per_s=round(len(results) / wall_s, 3) if wall_s > 0 else None,
+        output_tokens_per_s=round(out_tokens / wall_s, 3) if wall_s > 0 else None,
+        latency_p50_s=pct(0.5),
+        latency_p95_s=pct(0.95),
+        ttft_p50_s=pct(0.5, first_tokens),
+        ttft_p95_s=pct(0.95, first_tokens),
+    )

@@ -6,9 +6,12 @@ import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
+
+from pytest_lmms.report._records import RunResults
+from pytest_lmms.report._schema import ResultsSchemaError, decode, read_results
+from pytest_lmms.types import SampleResult
 
 LATEST = "latest"
 
@@ -18,46 +21,42 @@ class RunEntry:
     """One saved run, read from its results.json."""
 
     path: Path  # the run folder
-    results: dict[str, Any]
+    results: RunResults
 
     @property
     def created(self) -> str:
-        return str(self.results.get("created") or "?")
+        return self.results.created
 
     @property
     def model(self) -> str:
-        return str((self.results.get("model") or {}).get("spec") or "?")
+        return self.results.model.spec or "?"
 
     @property
     def complete(self) -> bool | None:
         """Whether every planned sample was answered; None for runs that do not say."""
-        completeness = self.results.get("completeness")
-        if not isinstance(completeness, dict):
-            return None
-        return bool(completeness.get("complete"))
+        completeness = self.results.completeness
+        return None if completeness is None else completeness.complete
 
     def headline(self) -> dict[str, float | None]:
         """Each task's first metric value (None when the task has no metric)."""
         out: dict[str, float | None] = {}
-        for task, info in (self.results.get("tasks") or {}).items():
-            metrics = info.get("metrics") or {}
-            first = next(iter(metrics.values()), None)
-            out[task] = None if first is None else first.get("value")
+        for task, info in self.results.tasks.items():
+            first = next(iter(info.metrics.values()), None)
+            out[task] = None if first is None else first.value
         return out
 
 
 def list_runs(output_dir: str | Path) -> list[RunEntry]:
     """Every run folder under ``output_dir`` with a readable results.json, oldest first (by
-    the time recorded in it, then the folder name); unreadable ones are skipped."""
+    the time recorded in it, then the folder name); unreadable ones (and ones of a newer
+    schema than this package reads) are skipped."""
     root = Path(output_dir)
     runs = []
     for results_file in sorted(root.glob("*/results.json")):
         try:
-            results = orjson.loads(results_file.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
+            runs.append(RunEntry(results_file.parent, read_results(results_file)))
+        except ResultsSchemaError:
             continue
-        if isinstance(results, dict) and "tasks" in results:
-            runs.append(RunEntry(results_file.parent, results))
     return sorted(runs, key=lambda run: (run.created, run.path.name))
 
 
@@ -83,8 +82,9 @@ def resolve_run(spec: str | Path, output_dir: str | Path) -> Path:
     return Path(spec)
 
 
-def sample_records(run_dir: str | Path, task: str | None = None) -> Iterator[dict[str, Any]]:
-    """The sample lines of a run (of one task), as written, in file order."""
+def sample_records(run_dir: str | Path, task: str | None = None) -> Iterator[SampleResult]:
+    """The samples of a run (of one task), in file order; a ValueError naming the file and
+    line of a record that does not fit the sample schema."""
     folder = Path(run_dir)
     if folder.is_file():
         folder = folder.parent
@@ -98,6 +98,7 @@ def sample_records(run_dir: str | Path, task: str | None = None) -> Iterator[dic
                 if not line.strip():
                     continue
                 try:
-                    yield orjson.loads(line)
+                    record = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{number}: not a JSON line: {exc}") from None
+                yield decode(SampleResult, record, f"{path}:{number}")

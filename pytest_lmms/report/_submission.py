@@ -18,14 +18,14 @@ def build_submission(run: str | Path, task_name: str, task_yaml: str | Path | No
     from pytest_lmms.tasks import load_task
 
     saved = load_run(run)
-    info = saved.results["tasks"].get(task_name)
+    info = saved.results.tasks.get(task_name)
     if info is None:
-        known = ", ".join(sorted(saved.results["tasks"])) or "none"
+        known = ", ".join(sorted(saved.results.tasks)) or "none"
         raise ValueError(f"{saved.path}: no task {task_name!r} in this run (tasks: {known})")
     samples = saved.samples.get(task_name)
     if not samples:
         raise ValueError(f"{saved.path}: task {task_name!r} has no answered samples")
-    yaml = task_yaml or info.get("yaml")
+    yaml = task_yaml or info.yaml
     if not yaml:
         raise ValueError(f"{saved.path}: the run does not record the YAML of {task_name!r}; pass it")
     task = load_task(f"{yaml}::{task_name}")

@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+# torch before any in-process session: a session that imports it (a video decoded with
+# torchcodec) has it removed from sys.modules afterwards, and a second import crashes
+import torch  # noqa: F401, I001
+
 # Imported before any in-process session: one that imported it first would take it (and the
 # judge prompts registered in it) away from sys.modules when it ends.
 import pytest_lmms.scoring.judge  # noqa: F401
@@ -408,8 +412,6 @@ def _samples(pytester: pytest.Pytester, run_name: str) -> list[dict[str, Any]]:
 def test_the_tiny_hf_model_on_the_offline_suite_is_the_same_on_0_and_2_workers(
     lmms_project: pytest.Pytester,
 ) -> None:
-    import torch  # noqa: F401 - imported once here: in-process sessions cannot import it again
-
     shutil.copytree(OFFLINE, lmms_project.path / "offline")
     outcomes = [
         run_layout(lmms_project, n, "offline", "--limit=4", model="hf:tiny-qwen2-vl", name=f"layout-{n}w")

@@ -41,5 +41,7 @@ def test_bad_arguments_are_clear() -> None:
         create_backend("random:abc")
     with pytest.raises(ValueError, match="answer must be"):
         create_backend("random:0", {"answer": "maybe"})
-    with pytest.raises(ValueError, match="unknown argument 'nonsense' for backend 'random'.*answer, fallback"):
+    with pytest.raises(
+        ValueError, match="unknown argument 'nonsense' for backend 'random'.*answer, fallback"
+    ):
         create_backend("random:0", {"nonsense": "1"})
