@@ -157,6 +157,8 @@ def test_the_slurm_array_example_runs_its_shards_and_merges_them_into_the_single
         "GPUS_PER_WORKER": "0",
         "SLURM_ARRAY_TASK_COUNT": "2",
         "EXTRA": "-p xdist",
+        # the script's `python` is this interpreter (with pytest-lmms), whatever PATH says
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
     def script(*args: str, **more: str) -> subprocess.CompletedProcess[str]:
