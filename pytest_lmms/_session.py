@@ -171,8 +171,13 @@ class LmmsSession:
                 self._reasoning_override = parse_reasoning_tags(run.reasoning_tags)
             except ValueError as exc:
                 raise pytest.UsageError(f"--lmms-reasoning-tags: {exc}") from None
+        # variables this session sets, with what they were, put back when it closes: a
+        # second session in the process (evaluate() again) sees nothing of this one
+        self._environment_before: dict[str, str | None] = {}
         for key, value in run.environment.items():
-            os.environ.setdefault(key, value)
+            if key not in os.environ:
+                self._environment_before[key] = None
+                os.environ[key] = value
         if run.frame_cache_dir is not None:
             from pytest_lmms.media import FRAME_CACHE
 
@@ -420,10 +425,20 @@ class LmmsSession:
             model.close()
         if self._prefetcher is not None:
             self._prefetcher.close()
-        if self.run.frame_cache_dir is not None:
-            from pytest_lmms.media import FRAME_CACHE
+        # module-level memos of this process, emptied so the next session starts afresh
+        # (the media package only if this session loaded it: it imports numpy)
+        from pytest_lmms.types import forget_file_hashes
 
-            FRAME_CACHE.use_disk(None)
+        video = sys.modules.get("pytest_lmms.media._video")
+        if video is not None:
+            video.FRAME_CACHE.use_disk(None)
+            video.FRAME_CACHE.clear()
+        forget_file_hashes()
+        for key, value in self._environment_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         if self._cache is not None:
             self._cache.close()
         if self._writer is not None:

@@ -21,6 +21,11 @@ Role = Literal["system", "user", "assistant"]
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
+def forget_file_hashes() -> None:
+    """Drop the memo of file hashes (the end of a session: a next one starts empty)."""
+    _FILE_HASHES.clear()
+
+
 def _file_hash(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)

@@ -355,6 +355,16 @@ class FrameCache:
         # learns that what it decoded ahead was used)
         self.on_use: Callable[[tuple[str, tuple[Any, ...]]], None] | None = None
 
+    def __len__(self) -> int:
+        """Decoded videos held in memory."""
+        return len(self._items)
+
+    def clear(self) -> None:
+        """Forget the decoded frames held in memory (the disk cache, if any, is kept)."""
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
     def use_disk(self, directory: str | Path | None, size_limit: int = 20 << 30) -> None:
         """Also keep frames in ``directory`` (None turns the disk cache off)."""
         if self._disk is not None:

@@ -144,3 +144,26 @@ def test_tasks_command_lists_the_catalog_from_an_empty_folder(tmp_path: Path) ->
     rows = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[2:]}
     assert rows["mmbench_en_dev"][2:4] == ["lmms-lab/MMBench", "(en)"]
     assert rows["shapes_count"][1:5] == ["offline", "shapes_count.jsonl", "test", "80"]
+
+
+def test_a_second_evaluate_in_the_process_sees_nothing_of_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from pytest_lmms.media import FRAME_CACHE
+    from pytest_lmms.types import _FILE_HASHES
+
+    monkeypatch.delenv("LMMS_TEST_FROM_CONFIG", raising=False)
+    config = tmp_path / "run.yaml"
+    config.write_text("environment:\n  LMMS_TEST_FROM_CONFIG: first\n")
+    decodes = FRAME_CACHE.decodes
+    first = run(tmp_path, tasks=["motion"], limit=6, cache=False, config=str(config))
+    assert first["tasks"]["motion"]["n"] == 6
+    assert FRAME_CACHE.decodes > decodes  # decode-ahead decoded the videos during the run
+    # the first session's environment, decoded frames and file-hash memo are gone
+    assert "LMMS_TEST_FROM_CONFIG" not in os.environ
+    assert len(FRAME_CACHE) == 0 and not _FILE_HASHES
+    second = run(tmp_path, tasks=["motion"], limit=6, cache=False, seed=7)
+    assert second["config"]["seed"] == 7 and second["config"]["config_file"] is None
+    assert second["tasks"]["motion"]["n"] == 6
