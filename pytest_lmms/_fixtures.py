@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from pytest_lmms._session import LmmsSession, ModelRunner
     from pytest_lmms.types import Response
 
-PROBE_PROPERTY = "lmms_probe_result"
-
 
 class ModelHandle:
     """One model of the run, as a hand-written test calls it."""

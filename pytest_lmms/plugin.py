@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_lmms._fixtures import PROBE_PROPERTY
+from pytest_lmms._properties import (
+    BASELINE_PROPERTY,
+    MODELS_PROPERTY,
+    PROBE_PROPERTY,
+    RESULT_PROPERTY,
+    TASK_PROPERTY,
+    TASK_SOURCE_PROPERTY,
+    WRONG_PROPERTY,
+    task_of_node_id,
+)
 from pytest_lmms._session import LmmsSession, SampleFailure
 from pytest_lmms.config import add_options, build_run_config
 
@@ -21,15 +30,6 @@ SESSION_KEY = pytest.StashKey[LmmsSession]()
 RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
 HTML_KEY = pytest.StashKey[str]()  # the summary's line about the HTML report
 EXPORT_KEY = pytest.StashKey[list[str]]()  # exporters that failed
-RESULT_PROPERTY = "lmms_result"
-TASK_PROPERTY = "lmms_task"
-BASELINE_PROPERTY = "lmms_baseline_result"
-WRONG_PROPERTY = "lmms_wrong"
-# Where a sample's task is defined: {"task", "yaml", "fingerprint"}. The controller of an
-# xdist run collects nothing, so it rebuilds each task's definition from this.
-TASK_SOURCE_PROPERTY = "lmms_task_source"
-# The identity of each model of the run, shipped once per worker process.
-MODELS_PROPERTY = "lmms_models"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -379,7 +379,7 @@ def lmms_judge(request: pytest.FixtureRequest) -> Any:
 def lmms_record(request: pytest.FixtureRequest) -> Any:
     """``lmms_record(task, {metric: score}, doc_id=None)``: put a hand-written probe's scores
     in the run's summary and results.json, as a task of its own (also under xdist)."""
-    from pytest_lmms._fixtures import PROBE_PROPERTY, probe_record
+    from pytest_lmms._fixtures import probe_record
 
     node = request.node
     count = [0]
@@ -468,7 +468,7 @@ class ResultCollector:
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
         """xdist's word that a worker died while running ``crashitem``: the sample is not
         done (the worker's other samples are rescheduled by xdist), and the summary says so."""
-        task = crashitem.rpartition("::")[2].partition("[")[0]
+        task = task_of_node_id(crashitem) or crashitem
         self.state.failed[task] = self.state.failed.get(task, 0) + 1
         self.state.not_done[crashitem] = str(report.longrepr)
 
@@ -477,7 +477,7 @@ class ResultCollector:
         samples = [i for i in ids if i.partition("::")[0].endswith((".yaml", ".yml"))]
         if not self.collected:  # every worker collects the same samples: count them once
             for nodeid in samples:
-                task = nodeid.rpartition("::")[2].partition("[")[0]
+                task = task_of_node_id(nodeid) or nodeid
                 self.state.planned[task] = self.state.planned.get(task, 0) + 1
         self.collected.update(samples)
 

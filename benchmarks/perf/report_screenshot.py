@@ -15,17 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pytest_lmms.report import launch_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def offline_runs(folder: Path, limit: int) -> tuple[Path, Path]:
@@ -47,7 +39,7 @@ def screenshot(report: Path, out: Path, width: int) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": width, "height": 900}, device_scale_factor=1)
         page.goto(report.as_uri())
         page.wait_for_selector("body[data-ready='1']")

@@ -1,5 +1,6 @@
 """What a run reports: terminal table, results.json and samples JSONL files."""
 
+from pytest_lmms.report._browser import CHROMIUM, launch_chromium
 from pytest_lmms.report._compare import SavedRun, compare_runs, compare_task, format_comparisons, load_run
 from pytest_lmms.report._failures import FailureGrouper, group_failures
 from pytest_lmms.report._gates import (
@@ -60,6 +61,8 @@ from pytest_lmms.report._submission import build_submission, write_submission
 from pytest_lmms.report._table import format_table
 
 __all__ = [
+    "CHROMIUM",
+    "launch_chromium",
     "RESULTS_SCHEMA_VERSION",
     "Agreement",
     "ComparisonResult",

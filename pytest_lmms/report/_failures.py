@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-TASK_PROPERTY = "lmms_task"
+from pytest_lmms._properties import TASK_PROPERTY
+
 GROUP_FROM = 4  # a cause shared by this many samples or more is printed once
 SHOW_IDS = 5
 

@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 import pytest
 
+from pytest_lmms._properties import RESULT_PROPERTY, TASK_PROPERTY, task_of_node_id
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -268,16 +270,6 @@ class ProgressLines:
 
 
 PROGRESS_MODES = ("auto", "live", "lines", "off")
-TASK_PROPERTY = "lmms_task"
-RESULT_PROPERTY = "lmms_result"
-
-
-def _task_of_node_id(node_id: str) -> str | None:
-    """The task of a sample's node id (`path.yaml::task[doc]`), None for other items."""
-    _, sep, rest = node_id.rpartition("::")
-    if not sep or "[" not in rest or not rest.endswith("]"):
-        return None
-    return rest.partition("[")[0]
 
 
 class ProgressReporter:
@@ -315,7 +307,7 @@ class ProgressReporter:
             return  # every worker collects the same items
         self._planned_from_workers = True
         for node_id in ids:
-            task = _task_of_node_id(node_id)
+            task = task_of_node_id(node_id)
             if task is not None:
                 self.state.planned(task)
         self.state.phase = "waiting for the first answer (workers start their models)"

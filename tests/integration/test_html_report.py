@@ -20,21 +20,11 @@ from PIL import Image
 import pytest_lmms
 from pytest_lmms.cli import main
 from pytest_lmms.media import wav_bytes
-from pytest_lmms.report import write_html, write_html_for_run
+from pytest_lmms.report import CHROMIUM, launch_chromium, write_html, write_html_for_run
 from tests.helpers import qa_rows, qa_task_yaml, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = ROOT / "benchmarks" / "offline"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @dataclass(frozen=True)
@@ -183,7 +173,7 @@ def browser() -> Iterator[Any]:
         "playwright.sync_api", reason="playwright missing (pip install playwright)"
     )
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
