@@ -7,6 +7,7 @@ the report can all depend on these types without import cycles.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 MediaKind = Literal["image", "video", "audio"]
 RequestKind = Literal["generate", "loglikelihood", "agentic"]
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
@@ -162,9 +163,56 @@ ContentPart = TextPart | MediaPart
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call (agentic requests): its name, what it does, and its
+    parameters as a JSON Schema object (the OpenAI ``function`` shape)."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "parameters": dict(self.parameters)}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call a model asked for. ``arguments`` is the JSON text as the model wrote it,
+    unparsed: a malformed call is the environment's to report, never a crash here."""
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments as a JSON object; ValueError names what is wrong with them."""
+        try:
+            value = json.loads(self.arguments or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"tool call {self.name!r}: arguments are not JSON ({exc.msg})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"tool call {self.name!r}: arguments must be a JSON object")
+        return value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        return cls(
+            name=str(data["name"]), arguments=str(data.get("arguments", "{}")), id=str(data.get("id", ""))
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One turn. An assistant turn may carry the tool calls it made; a ``tool`` turn is the
+    observation answering the call ``tool_call_id``."""
+
     role: Role
     content: tuple[ContentPart, ...]
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
     @property
     def text(self) -> str:
@@ -215,6 +263,10 @@ class Request:
     kind: RequestKind = "generate"
     choices: tuple[str, ...] = ()
     repeat: int = 0
+    # agentic requests: the tools the model may call this turn
+    tools: tuple[ToolSpec, ...] = ()
+    # loglikelihood requests: the text whose log-probability given ``messages`` is asked
+    continuation: str | None = None
 
     @property
     def media(self) -> list[MediaRef]:
@@ -238,14 +290,25 @@ class Request:
                         # the frames the model sees change its answer: they are part of the key
                         entry["sampling"] = (part.sampling or VideoSampling()).as_dict()
                     parts.append(entry)
-            messages.append({"role": message.role, "content": parts})
-        return {
+            record: dict[str, Any] = {"role": message.role, "content": parts}
+            # keys only when set, so the keys of plain generate requests never change
+            if message.tool_calls:
+                record["tool_calls"] = [call.as_dict() for call in message.tool_calls]
+            if message.tool_call_id is not None:
+                record["tool_call_id"] = message.tool_call_id
+            messages.append(record)
+        canonical: dict[str, Any] = {
             "kind": self.kind,
             "messages": messages,
             "choices": list(self.choices),
             "gen": self.gen.as_dict(),
             "repeat": self.repeat,
         }
+        if self.tools:
+            canonical["tools"] = [tool.as_dict() for tool in self.tools]
+        if self.continuation is not None:
+            canonical["continuation"] = self.continuation
+        return canonical
 
     @property
     def prefix_key(self) -> str:
@@ -266,9 +329,15 @@ class Response:
     ttft_s: float | None = None
     cached: bool = False
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # agentic requests: the tool calls the model made (native, or parsed from the text protocol)
+    tool_calls: tuple[ToolCall, ...] = ()
+    # loglikelihood requests: log P(continuation | context) in nats, and whether greedy
+    # decoding would have produced exactly the continuation
+    logprob: float | None = None
+    is_greedy: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "text": self.text,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -276,6 +345,12 @@ class Response:
             "ttft_s": self.ttft_s,
             "meta": dict(self.meta),
         }
+        if self.tool_calls:
+            data["tool_calls"] = [call.as_dict() for call in self.tool_calls]
+        if self.logprob is not None:
+            data["logprob"] = self.logprob
+            data["is_greedy"] = self.is_greedy
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, cached: bool = False) -> Response:
@@ -290,6 +365,9 @@ class Response:
             ttft_s=data.get("ttft_s"),
             cached=cached,
             meta=data.get("meta") or {},
+            tool_calls=tuple(ToolCall.from_dict(call) for call in data.get("tool_calls") or ()),
+            logprob=data.get("logprob"),
+            is_greedy=data.get("is_greedy"),
         )
 
 
@@ -323,6 +401,10 @@ class SampleResult:
     judge_log: tuple[Mapping[str, str], ...] = field(default=(), metadata=_OMIT)  # {"prompt", "reply"}
     # a hand-written test's record (the lmms_record fixture): its file::test, else None
     probe: str | None = field(default=None, metadata=_OMIT)
+    # likelihood tasks: one {"choice", "logprob", "length", "is_greedy"} per option, in order
+    options: tuple[Mapping[str, Any], ...] = field(default=(), metadata=_OMIT)
+    # agentic tasks: the episode (messages, tool calls, observations, per-turn latency/tokens)
+    trajectory: Mapping[str, Any] | None = field(default=None, metadata=_OMIT)
 
     def to_json(self) -> dict[str, Any]:
         data = self._core_json()
@@ -335,6 +417,10 @@ class SampleResult:
             data["judge_log"] = [dict(call) for call in self.judge_log]
         if self.probe is not None:
             data["probe"] = self.probe
+        if self.options:
+            data["options"] = [dict(option) for option in self.options]
+        if self.trajectory is not None:
+            data["trajectory"] = dict(self.trajectory)
         return data
 
     def _core_json(self) -> dict[str, Any]:
@@ -376,6 +462,8 @@ class SampleResult:
             extracted=data.get("extracted"),
             judge_log=tuple(data.get("judge_log") or ()),
             probe=data.get("probe"),
+            options=tuple(data.get("options") or ()),
+            trajectory=data.get("trajectory"),
         )
 
 
