@@ -60,7 +60,7 @@ def test_offline_suite_runs_with_the_embedded_model_and_reruns_from_the_cache(tm
         assert (
             estimate["ci_low"] is not None and estimate["ci_low"] <= estimate["value"] <= estimate["ci_high"]
         )
-    assert data["tasks"]["shapes_count"]["metrics"]["number_match"]["method"] == "wilson-cluster"
+    assert data["tasks"]["shapes_count"]["metrics"]["number_match"]["method"] == "agresti-coull-cluster"
     assert data["throughput"]["model_calls"] == 156
 
     second = subprocess.run(

@@ -189,7 +189,7 @@ def test_clustered_task_reports_a_cluster_interval(lmms_project: pytest.Pytester
     make_task(lmms_project, n=12, wrong=[0, 1, 2], cluster_size=3, extra="cluster_key: group\n")
     assert run(lmms_project).parseoutcomes() == {"passed": 9, "wrong": 3}
     metric = results_json(lmms_project)["tasks"]["qa"]["metrics"]["exact_match"]
-    assert metric["n_clusters"] == 4 and metric["method"] == "wilson-cluster"
+    assert metric["n_clusters"] == 4 and metric["method"] == "agresti-coull-cluster"
 
 
 def test_settings_precedence_cli_over_ini_over_config_file(lmms_project: pytest.Pytester) -> None:

@@ -56,7 +56,7 @@ def test_each_repeat_is_an_item_and_stability_is_reported(
     assert stability["consistency_rate"] == 0.5
     assert [q["doc_id"] for q in stability["highest_internal_variance"][:2]] == ["1", "3"]
     metric = info["metrics"]["exact_match"]
-    assert metric["n"] == 12 and metric["n_clusters"] == 4 and metric["method"] == "wilson-cluster"
+    assert metric["n"] == 12 and metric["n_clusters"] == 4 and metric["method"] == "agresti-coull-cluster"
     assert len(model_calls(model_log)) == 12
 
 

@@ -24,21 +24,24 @@ def run_task(pytester: pytest.Pytester, n: int, wrong: list[int], extra: str = "
 
 def test_none_right_is_not_printed_as_a_certain_zero(lmms_project: pytest.Pytester) -> None:
     metric = run_task(lmms_project, n=6, wrong=list(range(6)))
-    # 0 of 6: Wilson's upper bound z^2 / (n + z^2), not the t interval's [0, 0]
-    metric["stdout"].fnmatch_lines(["qa * exact_match * 0.0000 * [[]0.0000, 0.3903[]] * 6 * - * wilson *"])
-    assert metric["method"] == "wilson"
+    # 0 of 6: the Agresti-Coull upper bound, not the t interval's [0, 0]
+    metric["stdout"].fnmatch_lines(
+        ["qa * exact_match * 0.0000 * [[]0.0000, 0.4428[]] * 6 * - * agresti-coull *"]
+    )
+    assert metric["method"] == "agresti-coull"
     assert (metric["ci_low"], metric["ci_high"]) == pytest.approx(
-        proportion_confint(0, 6, method="wilson"), rel=1e-9, abs=1e-12
+        proportion_confint(0, 6, method="agresti_coull"), rel=1e-9, abs=1e-12
     )
 
 
 def test_all_right_in_clusters_keeps_a_lower_bound_below_one(lmms_project: pytest.Pytester) -> None:
     metric = run_task(lmms_project, n=12, wrong=[], extra="cluster_key: group\n", cluster_size=3)
     metric["stdout"].fnmatch_lines(
-        ["qa * exact_match * 1.0000 * [[]0.*, 1.0000[]] * 12 * 4 * wilson-cluster *"]
+        ["qa * exact_match * 1.0000 * [[]0.*, 1.0000[]] * 12 * 4 * agresti-coull-cluster *"]
     )
-    assert metric["method"] == "wilson-cluster" and metric["n_clusters"] == 4
+    assert metric["method"] == "agresti-coull-cluster" and metric["n_clusters"] == 4
     # no variability: the design effect is taken as 1 and the t quantile has G - 1 = 3 df
-    # (Wilson's lower bound for n of n right is n / (n + q^2))
-    t = scipy.stats.t.ppf(0.975, 3)
-    assert metric["ci_low"] == pytest.approx(12 / (12 + t**2)) and metric["ci_high"] == 1.0
+    # (statsmodels' interval at the level whose normal quantile is that t quantile)
+    alpha = 2 * scipy.stats.norm.sf(scipy.stats.t.ppf(0.975, 3))
+    low, _ = proportion_confint(12, 12, alpha=alpha, method="agresti_coull")
+    assert metric["ci_low"] == pytest.approx(low) and metric["ci_high"] == 1.0

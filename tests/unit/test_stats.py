@@ -6,7 +6,7 @@ Three kinds of evidence:
   computes for the same seeded data (to 1e-6 relative), so the formulas are not re-derived
   here;
 - seeded coverage simulations: 95% intervals cover the true value about 95% of the time,
-  also for proportions near 0 and 1 (Wilson's interval), and ignoring clusters on
+  also for proportions near 0 and 1 (the Agresti-Coull interval), and ignoring clusters on
   clustered data demonstrably does not (so these tests fail if the clustering is dropped);
 - one test per documented edge case.
 """
@@ -38,7 +38,7 @@ def approx(expected: float | np.floating[Any]) -> Any:
     return pytest.approx(expected, rel=REL, abs=1e-12)
 
 
-def wilson_approx(expected: float | np.floating[Any]) -> Any:
+def interval_approx(expected: float | np.floating[Any]) -> Any:
     return pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
@@ -176,27 +176,27 @@ def test_holm_matches_statsmodels(seed: int) -> None:
 
 @pytest.mark.parametrize(("k", "n"), [(0, 80), (80, 80), (1, 2), (3, 20), (17, 20), (250, 500), (499, 500)])
 @pytest.mark.parametrize("level", LEVELS)
-def test_proportion_estimate_is_statsmodels_wilson(k: int, n: int, level: float) -> None:
+def test_proportion_estimate_is_statsmodels_agresti_coull(k: int, n: int, level: float) -> None:
     scores = np.r_[np.ones(k), np.zeros(n - k)]
     result = estimate(scores, level=level)
 
-    low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
-    assert (result.ci_low, result.ci_high) == (wilson_approx(low), wilson_approx(high))
+    low, high = proportion_confint(k, n, alpha=1 - level, method="agresti_coull")
+    assert (result.ci_low, result.ci_high) == (interval_approx(low), interval_approx(high))
     assert result.se == approx(scipy.stats.sem(scores))
-    assert (result.value, result.method, result.n_clusters) == (approx(k / n), "wilson", None)
+    assert (result.value, result.method, result.n_clusters) == (approx(k / n), "agresti-coull", None)
 
 
 def test_zero_right_out_of_80_is_not_a_certainty() -> None:
     # The offline quick start's 0/80: a t interval said [0, 0]; 80 samples cannot say that.
     result = estimate([0.0] * 80)
     assert (result.value, result.se, result.ci_low) == (0.0, 0.0, 0.0)
-    assert result.ci_high == wilson_approx(proportion_confint(0, 80, method="wilson")[1])
-    assert result.ci_high == pytest.approx(0.0458, abs=1e-4)
+    assert result.ci_high == interval_approx(proportion_confint(0, 80, method="agresti_coull")[1])
+    assert result.ci_high == pytest.approx(0.0549, abs=1e-4)
 
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("level", LEVELS)
-def test_clustered_proportion_is_wilson_on_the_effective_sample_size(seed: int, level: float) -> None:
+def test_clustered_proportion_is_agresti_coull_on_the_effective_sample_size(seed: int, level: float) -> None:
     rng = np.random.default_rng(300 + seed)
     n_clusters = int(rng.integers(3, 40))
     groups = np.repeat(np.arange(n_clusters), rng.integers(1, 9, size=n_clusters))
@@ -206,15 +206,16 @@ def test_clustered_proportion_is_wilson_on_the_effective_sample_size(seed: int, 
     result = estimate(scores, clusters=[f"q{g}" for g in groups], level=level)
 
     # deff = (cluster-robust SE / iid SE)^2 from statsmodels and scipy, floored at 1;
-    # the G - 1 df t quantile in place of z is Wilson at n_eff * (z / t)^2.
+    # the G - 1 df t quantile in place of z: statsmodels' interval at the level whose
+    # normal quantile is that t quantile.
     deff = max((cluster_fit(scores, groups).bse[0] / scipy.stats.sem(scores)) ** 2, 1.0)
-    z = scipy.stats.norm.ppf(0.5 + level / 2)
     t = scipy.stats.t.ppf(0.5 + level / 2, n_clusters - 1)
-    size = n / deff * (z / t) ** 2
-    low, high = proportion_confint(np.mean(scores) * size, size, alpha=1 - level, method="wilson")
-    assert (result.ci_low, result.ci_high) == (wilson_approx(low), wilson_approx(high))
+    size = n / deff
+    alpha = 2 * scipy.stats.norm.sf(t)
+    low, high = proportion_confint(np.mean(scores) * size, size, alpha=alpha, method="agresti_coull")
+    assert (result.ci_low, result.ci_high) == (interval_approx(low), interval_approx(high))
     assert result.se == approx(cluster_fit(scores, groups).bse[0])  # the SE stays CR1
-    assert (result.method, result.n_clusters) == ("wilson-cluster", n_clusters)
+    assert (result.method, result.n_clusters) == ("agresti-coull-cluster", n_clusters)
 
 
 def test_clustered_proportion_never_narrower_than_independent() -> None:
@@ -353,18 +354,31 @@ def proportion_coverage(p: float, n: int, clustered: bool, rng: np.random.Genera
 @pytest.mark.parametrize("p", [0.01, 0.05, 0.5])
 def test_coverage_of_proportions_near_the_boundary(p: float, n: int, clustered: bool) -> None:
     coverage = proportion_coverage(p, n, clustered, np.random.default_rng([n, int(p * 100), clustered]))
-    if (p, n, clustered) == (0.05, 20, False):
-        # Wilson's known dip (Brown, Cai & DasGupta 2001, fig. 4): it covers 0.05 exactly
-        # when at most 2 of 20 are right, P = 0.9245; the t interval covered 64% here.
-        assert coverage == pytest.approx(scipy.stats.binom.cdf(2, 20, 0.05), abs=0.006)
-        return
+    # (Wilson's score interval covered 92.45% at p = 0.05, n = 20: only when at most 2 of 20
+    # were right; the t interval 64%.)
     assert coverage >= 0.93
     if p == 0.5 and (not clustered or n // CLUSTER_SIZE >= 20):
         assert coverage <= 0.97  # away from the boundary and with enough clusters: not loose
 
 
+@pytest.mark.parametrize("n", [20, 50, 80, 200, 500])
+def test_proportion_interval_covers_at_least_93_percent_at_every_p(n: int) -> None:
+    # Exact coverage (no simulation): the binomial probability of the counts whose interval
+    # holds p, on a grid of 999 values of p. Wilson's score interval fails this near
+    # p = 1 / n (85% at n = 20, Brown, Cai & DasGupta 2001, fig. 4).
+    intervals = [estimate(np.r_[np.ones(k), np.zeros(n - k)]) for k in range(n + 1)]
+    low = np.array([e.ci_low for e in intervals])
+    high = np.array([e.ci_high for e in intervals])
+    grid = np.linspace(0.001, 0.999, 999)
+    counts = np.arange(n + 1)
+    coverage = np.array([scipy.stats.binom.pmf(counts, n, p)[(low <= p) & (p <= high)].sum() for p in grid])
+    assert coverage.min() >= 0.925  # 0.929 at n = 20, above 0.934 from n = 50
+    assert (coverage < 0.93).mean() <= 0.015
+    assert 0.95 <= coverage.mean() <= 0.963  # not far wider than asked
+
+
 def test_t_interval_undercovers_proportions_near_the_boundary() -> None:
-    # What the Wilson interval fixes: a t interval of 0/1 scores at p = 0.01, n = 80 is
+    # What the proportion interval fixes: a t interval of 0/1 scores at p = 0.01, n = 80 is
     # [0, 0] whenever none is right (45% of runs), so it covers far below 95%.
     rng = np.random.default_rng(1)
     right = rng.binomial(80, 0.01, size=BOUNDARY_SIMULATIONS)
@@ -414,7 +428,7 @@ def test_estimate_with_a_single_cluster_has_undefined_uncertainty() -> None:
     result = estimate([1, 0, 1, 1], clusters=["img"] * 4)
     assert result.value == 0.75
     assert math.isnan(result.se) and math.isnan(result.ci_low) and math.isnan(result.ci_high)
-    assert (result.method, result.n_clusters, result.n) == ("wilson-cluster", 1, 4)
+    assert (result.method, result.n_clusters, result.n) == ("agresti-coull-cluster", 1, 4)
     graded = estimate([1, 0.5, 1, 1], clusters=["img"] * 4)
     assert math.isnan(graded.ci_low) and graded.method == "cluster-t"
 
@@ -709,15 +723,19 @@ def test_cluster_copies_splits_each_drawn_copy_of_a_cluster() -> None:
     assert copies == [[("a", 1), ("a", 2)], [("a", 1), ("a", 2)], [("b", 3)], [("c", 4), ("c", 5)]]
 
 
-def test_a_proportion_gets_wilsons_interval_inside_zero_and_one() -> None:
+def test_a_proportion_gets_an_interval_inside_zero_and_one() -> None:
     scores = [1.0] * 9 + [0.0]
     est = estimate(scores)
     # the t interval would reach past 1: 0.9 + t(0.975, 9) * SE
     assert 0.9 + scipy.stats.t.ppf(0.975, 9) * scipy.stats.sem(scores) > 1.0
-    low, high = proportion_confint(9, 10, method="wilson")
-    assert (est.ci_low, est.ci_high, est.method) == (wilson_approx(low), wilson_approx(high), "wilson")
-    assert est.ci_high < 1.0
-    assert est.se == approx(scipy.stats.sem(scores))  # the SE is not Wilson's
+    low, high = proportion_confint(9, 10, method="agresti_coull")
+    assert (est.ci_low, est.ci_high, est.method) == (
+        interval_approx(low),
+        interval_approx(high),
+        "agresti-coull",
+    )
+    assert est.ci_high <= 1.0
+    assert est.se == approx(scipy.stats.sem(scores))  # the SE is the plain one
     # scores that are not all 0/1 keep the whole t interval
     graded = estimate([1.0] * 9 + [0.5])
     assert graded.ci_high > 1.0 and graded.method == "t"

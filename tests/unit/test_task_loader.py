@@ -118,7 +118,7 @@ def test_minimal_task_end_to_end(qa_dir: Path) -> None:
     estimate = task.aggregate(results)["exact_match"]
     assert estimate.value == pytest.approx(0.75)
     assert estimate.n == 4
-    assert estimate.method == "wilson"  # 0/1 scores: a proportion
+    assert estimate.method == "agresti-coull"  # 0/1 scores: a proportion
     assert estimate.n_clusters is None
     assert estimate.ci_low < 0.75 < estimate.ci_high
 
@@ -208,7 +208,7 @@ def test_literal_choice_list_and_loglikelihood_kind(qa_dir: Path) -> None:
     assert task.score(doc, "A") == {"choice_accuracy": 1.0}
 
 
-def test_cluster_key_gives_cluster_wilson_estimate(qa_dir: Path) -> None:
+def test_cluster_key_gives_a_clustered_proportion_estimate(qa_dir: Path) -> None:
     write(qa_dir / "qa.yaml", task_yaml(extra="cluster_key: image_id\n"))
     task = load_task(qa_dir / "qa.yaml")
     docs = [task.doc(i) for i in task.doc_ids()]
@@ -217,7 +217,7 @@ def test_cluster_key_gives_cluster_wilson_estimate(qa_dir: Path) -> None:
         result(task.doc_id_of(d), s, task.cluster_id(d)) for d, s in zip(docs, [1, 0, 1, 1], strict=True)
     ]
     estimate = task.aggregate(results)["exact_match"]
-    assert estimate.method == "wilson-cluster"
+    assert estimate.method == "agresti-coull-cluster"
     assert estimate.n_clusters == 3
     assert estimate.n == 4
     assert estimate.value == pytest.approx(0.75)
