@@ -407,6 +407,15 @@ class LmmsSession:
                     out[name] = out.get(name, 0) + value
         return out
 
+    def request_status(self) -> str | None:
+        """What the first engine still starting is doing (for the progress view)."""
+        for model in [*self.models, *self.models_extra]:
+            engine = model.started_engine
+            text = engine.status() if engine is not None else None
+            if text:
+                return text
+        return None
+
     def record_probe(self, result: dict[str, Any]) -> None:
         """A hand-written test's scores (the lmms_record fixture): a task of its own, whose
         definition is made here from the scores it reports (means with intervals)."""

@@ -70,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
             mode=config.getoption("lmms_progress"),
             interval=config.getoption("lmms_progress_interval"),
             requests=state.request_counters,
+            status=state.request_status,
         )
         config.pluginmanager.register(progress, "lmms-progress")
         from pytest_lmms.report import FailureGrouper

@@ -83,6 +83,15 @@ class Engine:
                 out[name] = value
         return out
 
+    def status(self) -> str | None:
+        """What the engine waits for before its backend can answer (a backend's own
+        ``status`` text: building, loading weights, starting a server), else None."""
+        backend = self._backend
+        if backend is None:
+            return "starting the model backend" if self._thread is not None else None
+        text = getattr(backend, "status", None)
+        return text if isinstance(text, str) and text else None
+
     def plan(self, entries: Sequence[tuple[str, Request]]) -> None:
         """Register requests in the order they will be needed; cache hits resolve at once."""
         new = [(key, req) for key, req in entries if key not in self._futures]

@@ -48,6 +48,8 @@ class ServedBackend(OpenAIBackend):
                 + f"; server arguments: {sorted(server_keys)}"
             ) from None
         self.server: ManagedServer | None = None
+        # what the backend is doing before it can answer (read by the progress view)
+        self.status: str | None = None
 
     def identity(self) -> Mapping[str, Any]:
         identity: dict[str, Any] = {"backend": self.name, "model": self.model_id}
@@ -87,7 +89,11 @@ class ServedBackend(OpenAIBackend):
             log_path,
             startup_timeout_s=float(self.launch_args.get("startup_timeout", 900)),
         )
-        server.start()
+        self.status = f"starting the {self.name} server (log: {log_path})"
+        try:
+            server.start()
+        finally:
+            self.status = None
         self.server = server
         self.args = dataclasses.replace(self.args, base_url=server.base_url)
         self.replicas = self.make_replicas([server.base_url])

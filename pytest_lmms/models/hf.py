@@ -188,6 +188,8 @@ class HFBackend:
         self._device: Any = None
         self._takes_images = False
         self._audio_sampling_rate: int | None = None  # None: the model takes no audio
+        # what the backend is doing before it can answer (read by the progress view)
+        self.status: str | None = None
 
     # -- identity ---------------------------------------------------------------------
 
@@ -195,7 +197,11 @@ class HFBackend:
         if self.model_id == TINY_MODEL_ALIAS and self._local_path is None:
             from pytest_lmms.models._tiny import tiny_model_path
 
-            self._local_path = tiny_model_path()
+            self.status = "building the embedded tiny model (once per machine)"
+            try:
+                self._local_path = tiny_model_path()
+            finally:
+                self.status = None
         return str(self._local_path) if self._local_path is not None else self.model_id
 
     def identity(self) -> Mapping[str, Any]:
@@ -248,10 +254,17 @@ class HFBackend:
     def _ensure_loaded(self) -> None:
         if self._model is not None:
             return
+        source = self._path_or_id()
+        self.status = f"loading the model from {source}"
+        try:
+            self._load(source)
+        finally:
+            self.status = None
+
+    def _load(self, source: str) -> None:
         import torch
         from transformers import AutoProcessor, AutoTokenizer, PreTrainedTokenizerBase
 
-        source = self._path_or_id()
         common: dict[str, Any] = {
             "revision": self.args.revision,
             "trust_remote_code": self.args.trust_remote_code,

@@ -9,6 +9,7 @@ failures and pytest's progress percentage keep working above it.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -55,6 +56,8 @@ class ProgressState:
     output_tokens: int = 0
     phase: str = "collecting"
     requests: Callable[[], Mapping[str, int]] | None = None  # the engines' counters, when in process
+    # what the engines wait for before the first answer (loading a model, starting a server)
+    status: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -120,9 +123,16 @@ class ProgressState:
         eta = self.eta()
         parts.append(f"ETA {_clock_text(eta)}" if eta is not None else "ETA -")
         if self.first_answer is None:
-            counters = self.requests() if self.requests is not None else {}
-            parts.append("starting the model backend" if counters.get("starting") else self.phase)
+            parts.append(self.waiting_for())
         return "  ".join(parts)
+
+    def waiting_for(self) -> str:
+        """The phase before the first answer, as precise as the engines say it."""
+        text = self.status() if self.status is not None else None
+        if text:
+            return text
+        counters = self.requests() if self.requests is not None else {}
+        return "starting the model backend" if counters.get("starting") else self.phase
 
     def rates(self) -> str:
         """Samples and output tokens per second; requests in flight, retries and 429s when
@@ -272,6 +282,17 @@ class ProgressLines:
 PROGRESS_MODES = ("auto", "live", "lines", "off")
 
 
+def _uncaptured(file: Any) -> TextIO | None:
+    """A second handle on the file descriptor pytest's terminal writes to (None when the
+    file has none, as in an in-process pytester run)."""
+    try:
+        fd = file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    encoding = getattr(file, "encoding", None) or "utf-8"
+    return os.fdopen(os.dup(fd), "w", encoding=encoding, errors="replace")
+
+
 class ProgressReporter:
     """The pytest plugin that keeps the counts and draws them (controller side only)."""
 
@@ -281,9 +302,10 @@ class ProgressReporter:
         mode: str = "auto",
         interval: float | None = None,
         requests: Callable[[], Mapping[str, int]] | None = None,
+        status: Callable[[], str | None] | None = None,
     ) -> None:
         self.config = config
-        self.state = ProgressState(requests=requests)
+        self.state = ProgressState(requests=requests, status=status)
         self.mode = mode
         self.interval = interval
         self.area: LiveArea | None = None
@@ -291,6 +313,7 @@ class ProgressReporter:
         self._planned_from_workers = False
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._restore: tuple[Any, Any] | None = None  # pytest's writer and its own file
 
     # --- what is planned ----------------------------------------------------------------
     def pytest_collection_finish(self, session: Any) -> None:
@@ -339,6 +362,16 @@ class ProgressReporter:
         file = getattr(writer, "_file", None)
         tty = bool(file is not None and getattr(file, "isatty", lambda: False)() and writer.hasmarkup)
         mode = self.mode if self.mode != "auto" else ("live" if tty else "lines")
+        if file is not None and config.getoption("capture", "fd") == "fd":
+            # pytest's fd capture points fd 1 at a temporary file while each test runs, so
+            # a background thread writing through pytest's own file while a sample waits
+            # (all the time a model loads) would write into that capture. A second handle
+            # on the terminal is not redirected; pytest's output goes through it too, in order.
+            direct = _uncaptured(file)
+            if direct is not None:
+                file.flush()
+                self._restore = (writer, file)
+                writer._file = file = direct
         if mode == "live" and file is not None:
             every = 0.5 if self.interval is None else self.interval
             self.area = LiveArea(
@@ -353,11 +386,26 @@ class ProgressReporter:
             every = self.interval if self.interval is not None else 30.0
             self.lines = ProgressLines(reporter.write_line, every, self.state.clock)
             self.lines.last = self.state.clock()  # the first line after one interval, not at once
+            # Before the first answer no sample report comes to print a line: a log would
+            # show nothing while a model builds or a server starts. A ticker prints one line
+            # each time that phase changes (a handful per run), and nothing after.
+            self._ticker = threading.Thread(
+                target=self._announce_phases, args=(1.0,), name="lmms-progress", daemon=True
+            )
+            self._ticker.start()
 
     def _area_lines(self) -> list[str]:
         if not self.state.tasks:
             return []
         return [*self.state.task_lines(), self.state.overall(), self.state.rates()]
+
+    def _announce_phases(self, every: float) -> None:
+        announced: str | None = None
+        while not self._stop.wait(every) and self.state.first_answer is None:
+            phase = self.state.waiting_for()
+            if phase != announced and self.lines is not None and self.state.first_answer is None:
+                announced = phase
+                self.lines.write("pytest-lmms: " + self.state.overall())
 
     def _tick(self, every: float) -> None:
         while not self._stop.wait(every):
@@ -371,3 +419,10 @@ class ProgressReporter:
         self._stop.set()
         if self.area is not None:
             self.area.close()
+        if self._restore is not None:
+            writer, original = self._restore
+            self._restore = None
+            direct = writer._file if not isinstance(writer._file, LiveArea) else writer._file.file
+            writer._file = original
+            direct.flush()
+            direct.close()

@@ -142,6 +142,8 @@ def test_a_log_gets_bounded_progress_lines_and_q_gets_none(lmms_project: pytest.
     lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
     every_sample = lmms_project.runpytest("--model=scripted:m1", "--lmms-progress-interval=0")
     progress = [line for line in every_sample.outlines if line.startswith("pytest-lmms: ")]
+    # (a slow start may first print what the run waits for, at 0 samples done)
+    progress = [line for line in progress if not line.split()[1].startswith("0/")]
     assert [line.split()[1] for line in progress] == [f"{k}/6" for k in range(1, 7)]
     assert "1 failed" in progress[-1] and "ETA" in progress[-1]
     # the default interval (30 s) bounds the lines: a short run prints none
@@ -153,6 +155,47 @@ def test_a_log_gets_bounded_progress_lines_and_q_gets_none(lmms_project: pytest.
     assert not [line for line in quiet.outlines if line.startswith("pytest-lmms: ")]
     off = lmms_project.runpytest("--model=scripted:m1", "--lmms-progress-interval=0", "--lmms-progress=off")
     assert not [line for line in off.outlines if line.startswith("pytest-lmms: ")]
+
+
+SLOW_LOADING_BACKEND = """
+
+@register_model("slowload")
+class SlowLoadingBackend:
+    # Says what it does while it "loads" (as the hf backend does while it builds or loads a
+    # model), for 2.5 s before its first answer.
+    name = "slowload"
+    max_batch_size = 8
+
+    def __init__(self, model_id=""):
+        self.model_id = model_id
+        self.status = None
+
+    def identity(self):
+        return {"backend": "slowload", "model": self.model_id}
+
+    def generate(self, requests):
+        self.status = "loading the weights of " + self.model_id
+        time.sleep(2.5)
+        self.status = None
+        return [Response(text="yes") for _ in requests]
+
+    def close(self):
+        pass
+"""
+
+
+def test_a_log_says_what_the_run_waits_for_before_the_first_answer(lmms_project: pytest.Pytester) -> None:
+    lmms_project.makeconftest(SCRIPTED_BACKEND + SLOW_LOADING_BACKEND)
+    write_jsonl(lmms_project.path / "qa.jsonl", qa_rows(3))
+    lmms_project.makefile(".yaml", qa=qa_task_yaml("qa", "qa.jsonl"))
+    result = lmms_project.runpytest_subprocess("--model=slowload:big-model", "--no-lmms-cache")
+    progress = [line for line in result.outlines if line.startswith("pytest-lmms: ")]
+    # the default 30 s interval prints no count line in a 3 s run, but the phases are said,
+    # once each, before any sample is done
+    assert any("0/3 samples" in line and "loading the weights of big-model" in line for line in progress)
+    assert len(progress) == len(set(progress)) <= 3
+    assert all(line.split()[1] == "0/3" for line in progress)
+    assert result.ret == pytest.ExitCode.OK
 
 
 def test_repeated_failures_are_grouped_once_with_their_count_and_first_ids(
@@ -230,3 +273,15 @@ def test_a_doc_id_inside_a_shared_message_does_not_split_its_group() -> None:
         (12, "cannot connect to http://127.0.0.1:9/v1"),
     ]
     assert rest == other
+
+
+def test_a_terminal_shows_what_the_run_waits_for_while_the_first_sample_waits(tmp_path: Path) -> None:
+    # The area is redrawn by a thread while a sample waits for its answer, when pytest's
+    # fd capture points stdout at a temporary file: it must still reach the terminal.
+    scripted_project(tmp_path)
+    (tmp_path / "conftest.py").write_text(SCRIPTED_BACKEND + SLOW_LOADING_BACKEND)
+    args = [sys.executable, "-m", "pytest", "--model=slowload:big-model", "--no-lmms-cache"]
+    output = run_in_terminal([*args, "-p", "no:cacheprovider"], tmp_path)
+    plain = ANSI.sub("", output).replace("\r", "")
+    assert re.search(r"0/\d+ samples .* loading the weights of big-model", plain), plain
+    assert "pytest-lmms results" in plain
