@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +28,9 @@ def _dataset_of(task_path: Path, task_name: str) -> tuple[str, str]:
     return dataset, spec.test_split
 
 
-def _dataset_size(task_path: Path, task_name: str) -> str:
-    """Row count when it is cheap to know (local jsonl lines, parquet metadata), else '?'."""
+def _dataset_size(task_path: Path, task_name: str, data_dir: Path | None = None) -> str:
+    """Row count when it is cheap to know (local jsonl lines, parquet metadata, the local
+    copy ``pytest-lmms download`` saved of a hub split), else '?'."""
     from pytest_lmms.tasks import load_specs
     from pytest_lmms.tasks._sources import LANCE_SCHEME
 
@@ -39,6 +41,10 @@ def _dataset_size(task_path: Path, task_name: str) -> str:
     source = getattr(spec, "dataset_path", None)
     if not source:
         return "?"
+    if data_dir is not None and hasattr(spec, "test_split"):
+        rows = _local_copy_rows(data_dir, spec)
+        if rows is not None:
+            return rows
     if source.startswith(LANCE_SCHEME):
         return _lance_size(task_path, source)
     path = Path(source)
@@ -55,6 +61,18 @@ def _dataset_size(task_path: Path, task_name: str) -> str:
     except Exception:  # noqa: BLE001
         return "?"
     return "?"
+
+
+def _local_copy_rows(data_dir: Path, spec: Any) -> str | None:
+    """The row count a downloaded copy's metadata file records, if the copy is there."""
+    from pytest_lmms.tasks._local import META_FILE, local_copy_path
+
+    meta = local_copy_path(data_dir, spec) / META_FILE
+    try:
+        rows = json.loads(meta.read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return str(rows) if isinstance(rows, int) else None
 
 
 def _lance_size(task_path: Path, source: str) -> str:
@@ -80,8 +98,10 @@ def _table(rows: list[list[str]]) -> str:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from pytest_lmms.tasks import default_search_paths, discover
+    from pytest_lmms.tasks._local import data_dir_from_environment
 
     paths = [Path(p) for p in args.paths] or default_search_paths()
+    data_dir = Path(args.data) if args.data else data_dir_from_environment()
     index = discover(paths)
     groups_of: dict[str, list[str]] = {}
     for group, members in index.groups.items():
@@ -96,7 +116,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                 ",".join(sorted(groups_of.get(name, []))) or "-",
                 dataset,
                 split,
-                _dataset_size(path, name),
+                _dataset_size(path, name, data_dir),
                 str(path),
             ]
         )
@@ -372,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = sub.add_parser("tasks", help="list tasks and groups (no dataset is loaded)")
     tasks.add_argument(
         "paths", nargs="*", help="folders to search (default: ./benchmarks, else the catalog of pytest-lmms)"
+    )
+    tasks.add_argument(
+        "--data",
+        default=None,
+        help="folder of local copies (as --lmms-data; default $PYTEST_LMMS_DATA): their sizes are shown",
     )
     tasks.set_defaults(func=cmd_tasks)
     models = sub.add_parser("models", help="list model backends and aliases")

@@ -83,6 +83,11 @@ def test_download_then_run_offline_from_the_local_copy(machines: tuple[Path, Pat
     results = json.loads(results_file.read_text())
     assert results["tasks"]["standin_qa"]["metrics"]["exact_match"]["value"] == pytest.approx(0.8)
     assert results["config"]["data_dir"] == str(moved)
+    # `pytest-lmms tasks` knows the hub split's size from the local copy (else "?")
+    for args in (["--data", str(moved)], []):
+        listed = cli("tasks", str(tasks), *args, cwd=offline)
+        (row,) = [line.split() for line in listed.stdout.splitlines() if line.startswith("standin_qa")]
+        assert row[1:5] == ["-", "standin/qa", "test", "5" if args else "?"], listed.stdout
 
 
 def test_a_dataset_that_cannot_be_reached_names_the_download_command(
