@@ -429,6 +429,28 @@ class RunConfig:
         const="0",
         metavar="MARGIN",
     )
+    mlflow: str | None = setting(
+        "mlflow",
+        "--lmms-mlflow",
+        "log the run's metrics with intervals, config and results files to MLflow (the mlflow "
+        "extra; tracking URI from $MLFLOW_TRACKING_URI), in EXPERIMENT (default pytest-lmms)",
+        _text,
+        action="optional",
+        const="pytest-lmms",
+        metavar="EXPERIMENT",
+        in_results=False,
+    )
+    wandb: str | None = setting(
+        "wandb",
+        "--lmms-wandb",
+        "log the run's metrics with intervals, config and results files to Weights & Biases "
+        "(the wandb extra; $WANDB_MODE=offline works without a server), in PROJECT (default pytest-lmms)",
+        _text,
+        action="optional",
+        const="pytest-lmms",
+        metavar="PROJECT",
+        in_results=False,
+    )
     environment: Mapping[str, str] = setting(
         "environment",
         None,

@@ -13,16 +13,19 @@ entry point of an installed package) defining functions with these names:
         return [Path(__file__).parent / "tasks"]   # task YAMLs collected with the run's
 
     def pytest_lmms_results(results, run_dir, config):
-        ...                                    # export the finished run (MLflow, W&B, a database)
+        results.tasks["mme"].metrics["score"].value   # a pytest_lmms.report.RunResults
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from pytest_lmms.report import RunResults
 
 hookspec = pluggy.HookspecMarker("pytest")
 
@@ -45,6 +48,7 @@ def pytest_lmms_task_paths(config: Any) -> Sequence[str | Path] | None:
 
 
 @hookspec
-def pytest_lmms_results(results: dict[str, Any], run_dir: Path, config: Any) -> None:
-    """The finished run's results (what results.json holds) and its folder: exporters hook here.
-    An exporter that raises is reported in the summary and fails nothing."""
+def pytest_lmms_results(results: RunResults, run_dir: Path, config: Any) -> None:
+    """The finished run's typed results (``pytest_lmms.report.RunResults``, what results.json
+    holds) and its folder: exporters hook here (the MLflow and W&B ones do). An exporter
+    that raises is reported in the summary and fails nothing."""

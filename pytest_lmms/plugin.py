@@ -21,7 +21,7 @@ from pytest_lmms._properties import (
     task_of_node_id,
 )
 from pytest_lmms._session import LmmsSession, SampleFailure
-from pytest_lmms.config import add_options, build_run_config
+from pytest_lmms.config import RunConfig, add_options, build_run_config
 
 if TYPE_CHECKING:
     from pytest_lmms.tasks import Task
@@ -77,12 +77,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(FailureGrouper(), "lmms-failure-groups")
         config.pluginmanager.register(JsonReportProperties(), "lmms-json-properties")
+        _register_exporters(config, state.run)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistRunName(state.run_name), "lmms-xdist-run-name")
             from pytest_lmms._xdist_scheduler import LmmsDistribution
 
             # samples sharing media go to one worker, in chunks its engine plans together
             config.pluginmanager.register(LmmsDistribution(), "lmms-xdist-scheduler")
+
+
+def _register_exporters(config: pytest.Config, run: RunConfig) -> None:
+    """The exporters shipped as extras, when asked for: a missing library is a usage error
+    now, not a lost export after an hour of evaluation."""
+    wanted = [("mlflow", run.mlflow, "MlflowExporter"), ("wandb", run.wandb, "WandbExporter")]
+    for library, target, name in wanted:
+        if target is None:
+            continue
+        import importlib
+
+        module = importlib.import_module(f"pytest_lmms.exporters._{library}")
+        try:
+            exporter = getattr(module, name)(target)
+        except ImportError:
+            raise pytest.UsageError(
+                f"--lmms-{library} needs the {library} package: pip install 'pytest-lmms[{library}]'"
+            ) from None
+        config.pluginmanager.register(exporter, f"lmms-{library}-exporter")
 
 
 def _call_registration_hooks(config: pytest.Config) -> None:
@@ -497,10 +517,11 @@ class ResultCollector:
 
         results = build_results(state, session, time.time() - state.started)
         session.config.stash[RESULTS_KEY] = results
-        session.config.stash[EXPORT_KEY] = _export(session.config, results, state.run_dir)
         html = session.config.getoption("lmms_html")
         if html is not None:
             session.config.stash[HTML_KEY] = _write_html(results, state.run_dir, html or None)
+        # after the report, so exporters attach every file of the run folder
+        session.config.stash[EXPORT_KEY] = _export(session.config, results, state.run_dir)
         unscored = any(info.get("error") for info in results["tasks"].values())
         if (results["gates"]["failures"] or unscored) and session.exitstatus == pytest.ExitCode.OK:
             # A gate (or a task that could not be aggregated) fails the run, never a sample:
@@ -509,12 +530,18 @@ class ResultCollector:
 
 
 def _export(config: pytest.Config, results: dict[str, Any], run_dir: Path) -> list[str]:
-    """Call every pytest_lmms_results exporter; one that raises is a summary line, never a
-    failed run (the results are written already)."""
+    """Call every pytest_lmms_results exporter with the typed results; one that raises is a
+    summary line, never a failed run (the results are written already)."""
+    impls = config.hook.pytest_lmms_results.get_hookimpls()
+    if not impls:
+        return []
+    from pytest_lmms.report import results_from_json
+
+    typed = results_from_json(results, source=str(run_dir / "results.json"))
     problems = []
-    for impl in config.hook.pytest_lmms_results.get_hookimpls():
+    for impl in impls:
         try:
-            impl.function(results=results, run_dir=run_dir, config=config)
+            impl.function(results=typed, run_dir=run_dir, config=config)
         except Exception as exc:  # noqa: BLE001 - any exporter's error, named
             problems.append(f"exporter {impl.plugin_name} failed: {type(exc).__name__}: {exc}")
     return problems

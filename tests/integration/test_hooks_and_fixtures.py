@@ -52,8 +52,9 @@ def pytest_lmms_task_paths(config):
 
 
 def pytest_lmms_results(results, run_dir, config):
+    # the typed results (pytest_lmms.report.RunResults), not a dict
     (Path(run_dir) / "exported.json").write_text(
-        json.dumps({t: i["metrics"]["shouting_match"]["value"] for t, i in results["tasks"].items() if i["metrics"]})
+        json.dumps({t: i.metrics["shouting_match"].value for t, i in results.tasks.items() if i.metrics})
     )
 
 """

@@ -36,6 +36,8 @@ SAMPLES = {
     "baseline": (None, None),
     "fail_under": (["t:acc=0.5"], ("t:acc=0.5",)),
     "fail_on_regression": (None, None),
+    "mlflow": ("my-experiment", "my-experiment"),
+    "wandb": ("my-project", "my-project"),
     "environment": ({"X_FROM_CONFIG": "1"}, {"X_FROM_CONFIG": "1"}),
 }
 
