@@ -99,6 +99,13 @@ class ModelRunner:
         return self._engine
 
     @property
+    def backend(self) -> Backend:
+        """The constructed backend, without starting it (construction is cheap by contract)."""
+        self.identity  # noqa: B018 - constructs it
+        assert self._probe is not None
+        return self._probe
+
+    @property
     def started_engine(self) -> Engine | None:
         """The engine if one was built (reading it never builds one)."""
         return self._engine
@@ -309,12 +316,18 @@ class LmmsSession:
 
     def plan(self, items: Sequence[Any]) -> None:
         """Render every sample of this process up front and hand them to the engines."""
-        entries = []
+        entries: list[tuple[tuple[str, ...], Request]] = []
         for item in items:
             if item.plan_tried:
                 continue
             item.plan_tried = True
             try:
+                if item.task.kind == "loglikelihood":  # N (context, option) pairs per sample
+                    from pytest_lmms.tasks._likelihood import render_sample
+
+                    item.planned = render_sample(self, item.task, item.doc_id)
+                    entries.extend(zip(item.planned[0], item.planned[1], strict=True))
+                    continue
                 keys, request, doc = self.render(item.task, item.doc_id, item.repeat)
             except Exception as exc:  # noqa: BLE001 - the item reports it when it runs
                 item.plan_error = exc

@@ -160,8 +160,11 @@ def cache_key(identity: Mapping[str, Any], request: Request) -> str:
 def is_cacheable(request: Request, response: Response) -> bool:
     """Whether ``response`` may be stored: a non-empty text for a deterministic request, or
     for a sampled one with a seed (stored under its repeat index and seed, marked
-    ``sampled``, so an interrupted run resumes its repeats; never claimed reproducible)."""
+    ``sampled``, so an interrupted run resumes its repeats; never claimed reproducible).
+    A loglikelihood answer has no text: its log-probability is what is stored."""
     reusable = request.gen.deterministic or request.gen.seed is not None
+    if request.kind == "loglikelihood":
+        return reusable and response.logprob is not None
     return reusable and isinstance(response.text, str) and response.text != ""
 
 

@@ -217,6 +217,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 raise pytest.UsageError(f"{model.option}={model.spec}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - any backend's constructor, named
                 raise pytest.UsageError(f"{model.option}={model.spec}: {type(exc).__name__}: {exc}") from None
+        from pytest_lmms.tasks._likelihood import refuse_unsupported
+
+        refused = refuse_unsupported(state, [item.task for item in items if isinstance(item, SampleItem)])
+        if refused is not None:
+            raise pytest.UsageError(refused)
 
 
 class TaskErrorItem(pytest.Item):
@@ -252,7 +257,8 @@ class SampleItem(pytest.Item):
                 {"task": task.name, "yaml": str(task.path), "fingerprint": task.fingerprint},
             )
         )
-        self.planned: tuple[tuple[str, ...], Any, dict[str, Any]] | None = None
+        # (keys, request, doc); for likelihood tasks (keys per pair, requests, doc)
+        self.planned: tuple[Any, Any, dict[str, Any]] | None = None
         self.plan_error: BaseException | None = None
         self.plan_tried = False
 
@@ -269,6 +275,9 @@ class SampleItem(pytest.Item):
             raise SampleFailure(
                 f"could not render the request: {type(self.plan_error).__name__}: {self.plan_error}"
             )
+        if self.task.kind == "loglikelihood":
+            self._run_likelihood(state)
+            return
         if self.planned is None:
             try:
                 self.planned = state.render(self.task, self.doc_id, self.repeat)
@@ -284,6 +293,23 @@ class SampleItem(pytest.Item):
                 who = "model" if index == 0 else f"baseline model ({state.models[index].spec})"
                 raise SampleFailure(f"{who} call failed: {type(exc).__name__}: {exc}") from exc
             self._score(state, doc, request, response, baseline=index > 0)
+
+    def _run_likelihood(self, state: LmmsSession) -> None:
+        """A multiple-choice / loglikelihood sample: its pairs answered and scored by
+        tasks/_likelihood.py, the records attached as a generated sample's are."""
+        from pytest_lmms.tasks._likelihood import answer_sample
+
+        planned, self.planned = self.planned, None
+        for result, baseline in answer_sample(state, self.task, self.doc_id, self.repeat, planned):
+            self.user_properties.append((BASELINE_PROPERTY if baseline else RESULT_PROPERTY, result))
+            primary = self.task.primary_metric
+            wrong = (
+                primary is not None
+                and self.task.higher_is_better(primary)
+                and result["scores"].get(primary) == 0
+            )
+            if wrong and not baseline:
+                self.user_properties.append((WRONG_PROPERTY, True))
 
     def _items_to_plan(self, state: LmmsSession) -> list[SampleItem]:
         if state.is_worker:

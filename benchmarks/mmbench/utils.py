@@ -102,6 +102,23 @@ def doc_to_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+PPL_POST_PROMPT = "Answer with the correct option."
+
+
+def ppl_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """mmbench_en_dev_ppl's prompt: the image, the hint, the question; no lettered options,
+    since the options' own texts are the continuations scored (so every rotation of a
+    question is asked the same thing, and its circular accuracy equals its accuracy)."""
+    lines = [str(doc["hint"])] if _present(doc.get("hint")) else []
+    lines += [str(doc["question"]), PPL_POST_PROMPT]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": doc["image"]}, {"type": "text", "text": "\n".join(lines)}],
+        }
+    ]
+
+
 def group_of(doc: dict[str, Any]) -> str:
     return str(int(doc["index"]) % GROUP)
 

@@ -129,5 +129,26 @@ def color_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"role": "user", "content": content}]
 
 
+# ---- likelihood variants (shapes_ppl.yaml): the options' names are the continuations ----
+
+
+def color_name_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    question = "What color are the shapes in the image? Answer with the color's name."
+    content = [{"type": "image", "image": image_of(doc)}, {"type": "text", "text": question}]
+    return [{"role": "user", "content": content}]
+
+
+def caption_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    content = [{"type": "image", "image": image_of(doc)}, {"type": "text", "text": "Describe the image."}]
+    return [{"role": "user", "content": content}]
+
+
+def caption(doc: dict[str, Any]) -> str:
+    """What the image holds, in words: the text whose perplexity shapes_caption_ppl measures."""
+    counts = doc["scene"]["counts"]
+    parts = [f"{counts[shape]} {shape}{'' if counts[shape] == 1 else 's'}" for shape in SHAPES]
+    return f"{parts[0]}, {parts[1]} and {parts[2]}, all {doc['scene']['color']}."
+
+
 if __name__ == "__main__":
     write(Path(__file__).parent)

@@ -28,6 +28,8 @@ class AnthropicBackend(OpenAIBackend):
     DEFAULT_BASE_URL = "https://api.anthropic.com"
     BASE_URL_ENV = "ANTHROPIC_BASE_URL"
     KEY_ENV = "ANTHROPIC_API_KEY"
+    # the Messages API returns no log-probabilities: likelihood tasks are refused at collection
+    request_kinds = frozenset({"generate"})
 
     def __init__(self, model_id: str, **args: Any) -> None:
         super().__init__(model_id, **args)

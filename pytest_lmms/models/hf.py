@@ -11,8 +11,11 @@ torch and transformers are imported lazily: importing this module, constructing 
 backend and computing its ``identity()`` never import torch (except to build the tiny
 model the first time it is asked for); the model loads on the first ``generate``.
 
-Only ``kind="generate"`` requests are supported for now; ``loglikelihood`` and ``agentic``
-requests get a ``NotImplementedError`` in their slot. Video parts are given to the model as
+``kind="loglikelihood"`` requests (one context, one continuation) are answered by
+``_hf_likelihood.py``: the context once per group of requests sharing it, the options'
+tokens batched after its cache (``share_context=false`` runs each pair whole); tokenization
+at the context / continuation boundary is described there. ``agentic`` requests get a
+``NotImplementedError`` in their slot. Video parts are given to the model as
 their sampled frames (images). Audio parts are decoded to mono float32 at the sampling rate
 of the processor's feature extractor and handed to its chat template in order; what the
 model sees of a long clip is its feature extractor's business (Whisper-style extractors
@@ -69,6 +72,8 @@ class HFArgs:
     revision: str | None = None
     trust_remote_code: bool = False
     attn_implementation: str | None = None
+    # loglikelihood: run a shared context once (changes no value, only the cost)
+    share_context: bool = True
 
     @classmethod
     def parse(cls, args: Mapping[str, Any]) -> HFArgs:
@@ -89,6 +94,7 @@ class HFArgs:
             revision=_optional_str(args.get("revision")),
             trust_remote_code=_as_bool("trust_remote_code", args.get("trust_remote_code", False)),
             attn_implementation=_optional_str(args.get("attn_implementation")),
+            share_context=_as_bool("share_context", args.get("share_context", True)),
         )
 
 
@@ -170,6 +176,7 @@ class HFBackend:
     """A transformers model, run in-process with left-padded batched ``generate``."""
 
     name = "hf"
+    request_kinds = frozenset({"generate", "loglikelihood"})
 
     def __init__(self, model_id: str, **args: Any) -> None:
         self.args = HFArgs.parse(args)
@@ -327,7 +334,10 @@ class HFBackend:
             self._ensure_loaded()
             results: list[Response | BaseException | None] = [None] * len(requests)
             prepared: list[_Prepared] = []
+            self._answer_loglikelihood(requests, results)
             for index, request in enumerate(requests):
+                if results[index] is not None:
+                    continue
                 try:
                     prepared.append(self._prepare(index, request))
                 except Exception as exc:
@@ -335,6 +345,17 @@ class HFBackend:
             for batch in self._plan_batches(prepared):
                 self._answer(batch, results)
         return [r if r is not None else RuntimeError("no result") for r in results]
+
+    def _answer_loglikelihood(
+        self, requests: Sequence[Request], results: list[Response | BaseException | None]
+    ) -> None:
+        indices = [i for i, request in enumerate(requests) if request.kind == "loglikelihood"]
+        if not indices:
+            return
+        from pytest_lmms.models._hf_likelihood import loglikelihood
+
+        for index, output in zip(indices, loglikelihood(self, [requests[i] for i in indices]), strict=True):
+            results[index] = output
 
     def _prepare(self, index: int, request: Request) -> _Prepared:
         if request.kind != "generate":

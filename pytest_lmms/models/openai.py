@@ -18,6 +18,8 @@ dropped connections and malformed bodies are retried with exponential backoff an
 (at least ``Retry-After``) up to ``max_retries`` times; other 4xx fail at once. A request
 that still fails is an error for its sample, never a string that gets scored.
 
+``loglikelihood`` requests go to the same endpoint with vLLM's prompt log-probabilities
+(``_prompt_logprobs.py``), after one probe request that tells whether the server has them.
 Images are sent as data URLs, audio as ``input_audio`` (WAV); each medium is read and
 base64-encoded once (a bounded cache by content hash) on a worker thread, off the event loop. The API key
 is read from the environment variable named by ``api_key_env`` and never enters the
@@ -203,6 +205,8 @@ def _failure_of(exc: Exception) -> Failure | None:
 @register_model("openai")
 class OpenAIBackend:
     name = "openai"
+    # loglikelihood: when the server has prompt log-probabilities (probed before the first)
+    request_kinds = frozenset({"generate", "loglikelihood"})
     max_batch_size = 1_000_000  # the limiter paces requests; the engine hands over everything
     ENDPOINT = "/chat/completions"
     DEFAULT_BASE_URL = DEFAULT_BASE_URL
@@ -227,6 +231,8 @@ class OpenAIBackend:
         self.attempts = 0
         self._probed = False
         self._unreachable: str | None = None
+        self._logprobs_refusal: str | None = None  # why the server cannot give log-probabilities
+        self._logprobs_probed = False
         # for the progress view: requests sent again, and refusals for rate (429, 529)
         self.retries = 0
         self.rate_limited = 0
@@ -280,8 +286,35 @@ class OpenAIBackend:
         )
 
     def body(self, request: Request) -> bytes:
+        if request.kind == "loglikelihood":
+            from pytest_lmms.models._prompt_logprobs import likelihood_body
+
+            body = likelihood_body(
+                self.model_id, self._messages(request), request.continuation or "", self.args.max_tokens_field
+            )
+            return orjson.dumps(body)
         if request.kind != "generate":
             raise BackendError(f"openai backend: {request.kind} requests are not supported")
+        messages = self._messages(request)
+        gen = request.gen
+        body = {
+            "model": self.model_id,
+            "messages": messages,
+            self.args.max_tokens_field: gen.max_new_tokens,
+            "temperature": gen.temperature,
+        }
+        if gen.top_p != 1.0:
+            body["top_p"] = gen.top_p
+        if gen.stop:
+            body["stop"] = list(gen.stop)
+        if gen.seed is not None:
+            body["seed"] = gen.seed
+        if self.args.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return orjson.dumps(body)
+
+    def _messages(self, request: Request) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         for message in request.messages:
             parts = message.content
@@ -298,23 +331,7 @@ class OpenAIBackend:
                     else:
                         content.append(self._content(part))
                 messages.append({"role": message.role, "content": content})
-        gen = request.gen
-        body: dict[str, Any] = {
-            "model": self.model_id,
-            "messages": messages,
-            self.args.max_tokens_field: gen.max_new_tokens,
-            "temperature": gen.temperature,
-        }
-        if gen.top_p != 1.0:
-            body["top_p"] = gen.top_p
-        if gen.stop:
-            body["stop"] = list(gen.stop)
-        if gen.seed is not None:
-            body["seed"] = gen.seed
-        if self.args.stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        return orjson.dumps(body)
+        return messages
 
     # ---- the loop ----------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Response | BaseException]:
@@ -333,7 +350,55 @@ class OpenAIBackend:
             for index in range(len(requests)):
                 callback(index, BackendError(unreachable))
             return
+        refusal = self._logprobs_refusal_for(requests)
+        if refusal is not None:
+            kept = [i for i, request in enumerate(requests) if request.kind != "loglikelihood"]
+            for index, request in enumerate(requests):
+                if request.kind == "loglikelihood":
+                    callback(index, BackendError(refusal))
+            if kept:
+                asyncio.run(self._run_all([requests[i] for i in kept], lambda i, out: callback(kept[i], out)))
+            return
         asyncio.run(self._run_all(requests, callback))
+
+    def _logprobs_refusal_for(self, requests: Sequence[Request]) -> str | None:
+        """Before the first likelihood request: one probe of the server's prompt
+        log-probabilities; the reason it has none (then every likelihood request fails with
+        it), else None."""
+        if not self._logprobs_probed and any(request.kind == "loglikelihood" for request in requests):
+            self._logprobs_probed = True
+            self._logprobs_refusal = asyncio.run(self._probe_logprobs())
+        return self._logprobs_refusal
+
+    async def _probe_logprobs(self) -> str | None:
+        import aiohttp
+
+        from pytest_lmms.models._prompt_logprobs import PROBE_MESSAGES, likelihood_body, probe_refusal
+
+        body = likelihood_body(self.model_id, PROBE_MESSAGES[:1], "Hi", self.args.max_tokens_field)
+        url = f"{self.replicas.replicas[0].url}{self.ENDPOINT}"
+        headers = {
+            "Content-Type": "application/json",
+            **self.auth_headers(os.environ.get(self.args.api_key_env)),
+        }
+        timeout = aiohttp.ClientTimeout(total=self.args.timeout_s)
+        try:
+            async with (
+                aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
+                session.post(url, data=orjson.dumps(body)) as http,
+            ):
+                status, payload = http.status, await http.read()
+        except TimeoutError:
+            return None  # slow, not lacking: the requests themselves will time out or answer
+        except aiohttp.ClientError as exc:
+            return f"{self.name} backend: the probe of {url} failed: {exc}"
+        try:
+            data: Any = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            data = payload[:200].decode("utf-8", "replace")
+        if status in RETRYABLE_STATUS:
+            return None  # busy, not lacking: the requests themselves will retry
+        return probe_refusal(status, data, url, self.name)
 
     def _probe_once(self) -> str | None:
         """One TCP connect to the endpoint before the first request: a server that is not
@@ -514,7 +579,7 @@ class OpenAIBackend:
             if self.args.stream:
                 response = self.parse_stream(events, latency, first_token_s)
             else:
-                response = self.parse(orjson.loads(payload), latency)
+                response = self.parse_answer(orjson.loads(payload), body, latency)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise RetryableError(
                 f"malformed response body ({type(exc).__name__}): {payload[:200]!r}"
@@ -569,6 +634,15 @@ class OpenAIBackend:
 
     def auth_headers(self, key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def parse_answer(self, data: Any, body: bytes, latency: float) -> Response:
+        """A Response from a decoded body: prompt log-probabilities for a likelihood request
+        (its body asks for them), else ``parse``."""
+        if b'"prompt_logprobs"' in body:
+            from pytest_lmms.models._prompt_logprobs import continuation_of, parse_prompt_logprobs
+
+            return parse_prompt_logprobs(data, continuation_of(orjson.loads(body)), latency)
+        return self.parse(data, latency)
 
     def parse(self, data: Any, latency: float) -> Response:
         """A Response from a decoded body; KeyError / TypeError on a malformed one."""

@@ -5,6 +5,8 @@ choices the answer is one option's letter (``A``, ``B``, ...) or, with ``answer=
 the option's text; without choices it answers ``fallback`` (default ``"0"``). The pick
 depends only on the seed, the task, the document id and the repeat index, so it is the
 same in every run, process and xdist worker, whatever the order of requests.
+A ``loglikelihood`` request gets a log-probability drawn the same way from the request and
+its continuation (uniform in [-10, 0) nats, never greedy): a chance-level ranking.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _LETTERS = string.ascii_uppercase
 class RandomBackend:
     name = "random"
     max_batch_size = 4096
+    request_kinds = frozenset({"generate", "loglikelihood"})
 
     def __init__(self, model_id: str = "", answer: str = "letter", fallback: str = "0") -> None:
         try:
@@ -49,10 +52,21 @@ class RandomBackend:
         index = int.from_bytes(digest, "little") % len(request.choices)
         return request.choices[index] if self.answer == "text" else _LETTERS[index]
 
+    def _logprob(self, request: Request) -> float:
+        digest = hashlib.blake2b(
+            f"{self.seed}\0{request.task}\0{request.doc_id}\0{request.continuation}".encode(), digest_size=8
+        ).digest()
+        return -10.0 * (1.0 - int.from_bytes(digest, "little") / 2**64)
+
+    def _answer(self, request: Request) -> Response:
+        if request.kind == "loglikelihood":
+            return Response(
+                text="", output_tokens=0, latency_s=0.0, logprob=self._logprob(request), is_greedy=False
+            )
+        return Response(text=self._pick(request), input_tokens=0, output_tokens=1, latency_s=0.0)
+
     def generate(self, requests: Sequence[Request]) -> list[Response | BaseException]:
-        return [
-            Response(text=self._pick(r), input_tokens=0, output_tokens=1, latency_s=0.0) for r in requests
-        ]
+        return [self._answer(r) for r in requests]
 
     def close(self) -> None:
         pass

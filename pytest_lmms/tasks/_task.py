@@ -14,6 +14,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pytest_lmms.tasks._likelihood import AGGREGATIONS as LIKELIHOOD_AGGREGATIONS
+from pytest_lmms.tasks._likelihood import DEFAULT_METRICS as LIKELIHOOD_DEFAULT_METRICS
+from pytest_lmms.tasks._likelihood import LIKELIHOOD_METRICS
+from pytest_lmms.tasks._likelihood import LOWER_IS_BETTER as LIKELIHOOD_LOWER_IS_BETTER
 from pytest_lmms.tasks._sources import Source, open_source
 from pytest_lmms.tasks._spec import OUTPUT_TYPES, FunctionRef, MetricSpec, TaskConfigError, TaskSpec, _where
 from pytest_lmms.types import (
@@ -144,15 +148,21 @@ class Task:
             if isinstance(value, FunctionRef):
                 self._functions[field] = resolve_function(value, where, field)
         self._metric_functions: dict[str, Callable[..., float]] = {}
+        likelihood = OUTPUT_TYPES[spec.output_type] == "loglikelihood"
         if spec.process_results is None:
             from pytest_lmms.scoring import get_metric
 
             for index, metric in enumerate(spec.metrics):
+                if likelihood and metric.name in LIKELIHOOD_METRICS:
+                    continue  # computed from the options' log-probabilities (tasks/_likelihood.py)
                 try:
                     self._metric_functions[metric.name] = get_metric(metric.name)
                 except (KeyError, ValueError) as exc:
                     raise TaskConfigError(f"{where}: field 'metric_list[{index}].metric': {exc}") from None
         self._aggregations: dict[str, Callable[..., Any]] = {}
+        if spec.output_type == "loglikelihood":
+            # corpus perplexities are not means: their own aggregation, bootstrap intervals
+            self._aggregations.update(LIKELIHOOD_AGGREGATIONS)
         for index, metric in enumerate(spec.metrics):
             if isinstance(metric.aggregation, FunctionRef):
                 self._aggregations[metric.name] = resolve_function(
@@ -212,6 +222,11 @@ class Task:
         return str(value)
 
     # ---- prompt ------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """The request kind of the task's samples ("generate", "loglikelihood", ...)."""
+        return OUTPUT_TYPES[self.spec.output_type]
+
     @property
     def generation(self) -> GenParams:
         return self.spec.generation
@@ -313,18 +328,23 @@ class Task:
     # ---- scoring -----------------------------------------------------------------------
     @property
     def metric_names(self) -> list[str]:
+        if not self.spec.metrics and self.spec.output_type in LIKELIHOOD_DEFAULT_METRICS:
+            return list(LIKELIHOOD_DEFAULT_METRICS[self.spec.output_type])
         return [m.name for m in self.spec.metrics]
 
     @property
     def primary_metric(self) -> str | None:
-        return self.spec.metrics[0].name if self.spec.metrics else None
+        names = self.metric_names
+        return names[0] if names else None
 
     def _metric_spec(self, name: str) -> MetricSpec | None:
         return next((m for m in self.spec.metrics if m.name == name), None)
 
     def higher_is_better(self, metric: str) -> bool:
         spec = self._metric_spec(metric)
-        return True if spec is None else spec.higher_is_better
+        if spec is None:
+            return not (self.kind == "loglikelihood" and metric in LIKELIHOOD_LOWER_IS_BETTER)
+        return spec.higher_is_better
 
     def score(self, doc: Mapping[str, Any], response_text: str, judge: Any = None) -> dict[str, float]:
         """Per-metric scores of one response. ``judge`` (a ``pytest_lmms.scoring.judge.Judge``
@@ -344,6 +364,8 @@ class Task:
         choices = self.choices(doc)
         out: dict[str, float] = {}
         for metric in self.spec.metrics:
+            if metric.name not in self._metric_functions:
+                continue  # a likelihood metric: scored from log-probabilities, not from text
             kwargs = dict(metric.kwargs)
             if choices is not None:
                 kwargs.setdefault("choices", choices)

@@ -184,9 +184,11 @@ def test_a_bad_image_fails_only_its_own_request(backend: HFBackend, mixed_reques
     assert texts([results[0], results[2]]) == expected
 
 
-def test_loglikelihood_requests_are_not_implemented_yet(backend: HFBackend) -> None:
+def test_a_loglikelihood_request_without_continuation_fails_alone(backend: HFBackend) -> None:
+    # loglikelihood requests are answered (tests/integration/test_likelihood.py); one
+    # without a continuation fails on its own, next to a request that is answered
     results = backend.generate([request("ll", "A", kind="loglikelihood"), request("ok", "Hi")])
-    assert isinstance(results[0], NotImplementedError)
+    assert isinstance(results[0], ValueError) and "continuation is empty" in str(results[0])
     assert isinstance(results[1], Response)
 
 

@@ -147,7 +147,14 @@ def test_random_model_on_the_offline_suite_is_the_same_on_0_and_2_workers(
     outcomes = [run_layout(lmms_project, n, "offline", model="random:0") for n in (0, 2)]
     first = assert_same_in_every_layout(outcomes)
     assert scored_metrics(first, "shapes_count")["number_match"]["n_clusters"] is not None
-    assert set(first.results["tasks"]) == {"motion", "shapes_color", "shapes_count"}
+    # the likelihood variants (shapes_ppl.yaml) too: per-option log-probabilities, corpus perplexities
+    assert set(first.results["tasks"]) == {
+        "motion",
+        "shapes_color",
+        "shapes_count",
+        "ppl_shapes_color",
+        "ppl_shapes_caption",
+    }
     assert first.ret == 0
 
 
@@ -418,5 +425,12 @@ def test_the_tiny_hf_model_on_the_offline_suite_is_the_same_on_0_and_2_workers(
         for n in (0, 2)
     ]
     first = assert_same_in_every_layout(outcomes)
-    assert set(first.results["tasks"]) == {"motion", "shapes_color", "shapes_count"}
+    # the likelihood variants (shapes_ppl.yaml) too: per-option log-probabilities, corpus perplexities
+    assert set(first.results["tasks"]) == {
+        "motion",
+        "shapes_color",
+        "shapes_count",
+        "ppl_shapes_color",
+        "ppl_shapes_caption",
+    }
     assert all(info["n"] == 4 and info["metrics"] for info in first.results["tasks"].values())
