@@ -40,6 +40,7 @@ __all__ = [
     "design_effect",
     "estimate",
     "holm",
+    "pass_hat_k",
     "power",
     "sample_size",
     "stability",
@@ -785,6 +786,41 @@ class Stability:
             "n_questions": self.n_questions,
             "k": self.k,
         }
+
+
+def pass_hat_k(
+    successes: Sequence[int],
+    trials: Sequence[int] | int,
+    k: int,
+    clusters: Sequence[Hashable] | None = None,
+    level: float = 0.95,
+) -> Estimate:
+    """pass^k: the probability that all of k tries of a task succeed, averaged over tasks.
+
+    A task tried n times with c successes contributes C(c, k) / C(n, k), the unbiased
+    estimate of p^k from n tries (Yao et al. 2024, "tau-bench", eq. 1; the pass@k estimator of
+    Chen et al. 2021 counts the complement); the tasks' mean is unbiased for the mean of
+    p_i^k. The interval is ``estimate``'s over the per-task values (a t interval, or with
+    ``clusters`` the cluster-robust one; tasks whose values are all 0 or 1 get the proportion
+    interval). k = 1 is the mean success rate.
+
+    Edge cases: k < 1, a task with fewer than k tries, c < 0 or c > n, or lengths that
+    differ raise ``ValueError`` naming the first offending task index.
+    """
+    counts = [int(c) for c in successes]
+    tries = [int(trials)] * len(counts) if isinstance(trials, int) else [int(n) for n in trials]
+    if k < 1:
+        raise ValueError(f"pass^k: k must be >= 1, got {k}")
+    if len(tries) != len(counts):
+        raise ValueError(f"pass^k: {len(counts)} success counts for {len(tries)} trial counts")
+    values = []
+    for index, (c, n) in enumerate(zip(counts, tries, strict=True)):
+        if n < k:
+            raise ValueError(f"pass^k: task {index} was tried {n} times, fewer than k = {k}")
+        if not 0 <= c <= n:
+            raise ValueError(f"pass^k: task {index} has {c} successes in {n} tries")
+        values.append(math.comb(c, k) / math.comb(n, k))
+    return estimate(values, clusters=clusters, level=level)
 
 
 def stability(

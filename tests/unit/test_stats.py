@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
@@ -789,3 +790,55 @@ def test_the_gamma_ratio_series_is_exact_where_it_is_used() -> None:
     for a in (99.9, 100.0, 1e3, 5e4, 1e7):
         exact = mpmath.loggamma(mpmath.mpf(a) + 0.5) - mpmath.loggamma(a)
         assert _log_gamma_half_ratio(a) == pytest.approx(float(exact), rel=1e-15)
+
+
+# --------------------------------------------------------------------------------------
+# pass^k
+# --------------------------------------------------------------------------------------
+
+
+def test_pass_hat_k_on_hand_computed_cases() -> None:
+    from pytest_lmms.stats import pass_hat_k
+
+    # 4 tries: 4 right -> 1; 3 right -> C(3,2)/C(4,2) = 3/6; 2 right -> 1/6; 1 or 0 -> 0
+    result = pass_hat_k([4, 3, 2, 1, 0], 4, k=2)
+    assert result.value == approx((1 + 0.5 + 1 / 6 + 0 + 0) / 5)
+    # k = 3 of 5 tries with 4 right: C(4,3)/C(5,3) = 4/10
+    assert pass_hat_k([4], [5], k=3).value == approx(0.4)
+    # k = 1 is the success rate; k = n is "all n right"
+    assert pass_hat_k([1, 2, 3], 4, k=1).value == approx(6 / 12)
+    assert pass_hat_k([4, 3, 4], 4, k=4).value == approx(2 / 3)
+    # unbiased: averaged over every outcome of n = 4 tries at p = 0.7, the estimate is p^2
+    p, n = 0.7, 4
+    expected = sum(scipy.stats.binom.pmf(c, n, p) * math.comb(c, 2) / math.comb(n, 2) for c in range(n + 1))
+    assert expected == approx(p**2)
+
+
+def test_pass_hat_k_names_bad_input() -> None:
+    from pytest_lmms.stats import pass_hat_k
+
+    with pytest.raises(ValueError, match="task 1 was tried 2 times, fewer than k = 3"):
+        pass_hat_k([3, 1], [4, 2], k=3)
+    with pytest.raises(ValueError, match="task 0 has 5 successes in 4 tries"):
+        pass_hat_k([5], 4, k=1)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        pass_hat_k([1], 4, k=0)
+    with pytest.raises(ValueError, match="2 success counts for 3 trial counts"):
+        pass_hat_k([1, 2], [4, 4, 4], k=1)
+
+
+@pytest.mark.parametrize(("k", "tasks"), [(1, 40), (2, 40), (4, 40), (2, 150)])
+def test_pass_hat_k_interval_covers_the_population_value(k: int, tasks: int) -> None:
+    # Tasks' success rates from Beta(2, 1.5), each task tried 8 times; the estimand is
+    # E[p^k] = B(2 + k, 1.5) / B(2, 1.5). Seeded; Monte Carlo SD about 0.5 points.
+    from pytest_lmms.stats import pass_hat_k
+
+    rng = np.random.default_rng([k, tasks])
+    a, b, n, replications = 2.0, 1.5, 8, 2000
+    truth = math.exp(scipy.special.betaln(a + k, b) - scipy.special.betaln(a, b))
+    covered = 0
+    for _ in range(replications):
+        successes = rng.binomial(n, rng.beta(a, b, size=tasks))
+        result = pass_hat_k(successes.tolist(), n, k=k)
+        covered += result.ci_low <= truth <= result.ci_high
+    assert 0.93 <= covered / replications <= 0.97
