@@ -132,7 +132,9 @@ def throughput(results: Sequence[SampleResult], wall_s: float) -> Throughput:
     return Throughput(
         samples=len(results),
         cached=len(results) - len(computed),
-        model_calls=len(computed),
+        # a likelihood sample is one request per option (an upper bound when some of its
+        # options were answered from the cache)
+        model_calls=sum(max(len(r.options), 1) for r in computed),
         input_tokens=sum(r.input_tokens or 0 for r in computed),
         output_tokens=out_tokens,
         wall_s=round(wall_s, 4),

@@ -52,6 +52,8 @@ def test_offline_suite_runs_with_the_embedded_model_and_reruns_from_the_cache(tm
         "motion": 36,
         "shapes_color": 40,
         "shapes_count": 80,
+        "ppl_shapes_color": 40,  # multiple choice by likelihood
+        "ppl_shapes_caption": 40,  # a caption's perplexity
     }
     for task, n in (("shapes_count", 80), ("shapes_color", 40)):
         lines = (tmp_path / "results" / "first" / f"samples_{task}.jsonl").read_text().splitlines()
@@ -61,14 +63,15 @@ def test_offline_suite_runs_with_the_embedded_model_and_reruns_from_the_cache(tm
             estimate["ci_low"] is not None and estimate["ci_low"] <= estimate["value"] <= estimate["ci_high"]
         )
     assert data["tasks"]["shapes_count"]["metrics"]["number_match"]["method"] == "agresti-coull-cluster"
-    assert data["throughput"]["model_calls"] == 156
+    # one request per generated sample, one per option of a likelihood sample (4 colours)
+    assert data["throughput"]["model_calls"] == 156 + 40 * 4 + 40
 
     second = subprocess.run(
         [*args, "--lmms-run-name=second"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert second.returncode == 0
     again = json.loads((tmp_path / "results" / "second" / "results.json").read_text())
-    assert again["throughput"]["cached"] == 156 and again["throughput"]["model_calls"] == 0
+    assert again["throughput"]["cached"] == 236 and again["throughput"]["model_calls"] == 0
     assert "torch imported: False" in second.stdout
-    for task in ("shapes_count", "shapes_color", "motion"):
+    for task in ("shapes_count", "shapes_color", "motion", "ppl_shapes_color", "ppl_shapes_caption"):
         assert again["tasks"][task]["metrics"] == data["tasks"][task]["metrics"]
