@@ -1,5 +1,5 @@
 """The ``pytest-lmms`` command: ``tasks``, ``models``, ``compare``, ``power``, ``pack``,
-``submission``, ``merge``, ``runs``, ``show``, ``download`` and ``report``."""
+``submission``, ``merge``, ``runs``, ``show``, ``download``, ``report``, ``serve`` and ``watch``."""
 
 from __future__ import annotations
 
@@ -386,6 +386,57 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from pytest_lmms.service import ServeError, parse_gpus, serve
+    except ImportError as exc:
+        print(f"error: {exc}; install the service extra: pip install 'pytest-lmms[service]'", file=sys.stderr)
+        return 2
+    try:
+        serve(
+            store=Path(args.store),
+            host=args.host,
+            port=args.port,
+            gpus=parse_gpus(args.gpus),
+            token_file=Path(args.token_file) if args.token_file else None,
+            tasks_dirs=[Path(p) for p in args.tasks_dir],
+            allow_paths=[Path(p) for p in args.allow_path],
+            allow_remote_code=args.allow_remote_code,
+            cpu_slots=args.cpu_jobs,
+        )
+    except (ServeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from pytest_lmms.client import EvalClient, ServiceError
+    from pytest_lmms.service._watch import watch
+
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    options = {"limit": args.limit, "gpus": args.gpus, "tags": args.tag}
+    try:
+        watch(
+            Path(args.folder),
+            EvalClient(args.server, token=token),
+            [t for t in args.tasks.split(",") if t],
+            backend=args.backend,
+            pattern=args.pattern,
+            interval=args.interval,
+            settle=args.settle,
+            once=args.once,
+            log=lambda line: print(line, flush=True),
+            **{k: v for k, v in options.items() if v not in (None, [])},
+        )
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-lmms", description="pytest-lmms helper commands")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -488,6 +539,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--thumbnail-px", type=int, default=320, help="longer side of image thumbnails (video frames: half)"
     )
     report.set_defaults(func=cmd_report)
+    serve = sub.add_parser("serve", help="evaluation as a service: a durable job server (the service extra)")
+    serve.add_argument("--store", required=True, help="folder of the job database, logs, runs and cache")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765, help="port (0: any free port, printed)")
+    serve.add_argument("--gpus", default="", help="the GPU pool jobs are placed on, e.g. 0,1,2,3")
+    serve.add_argument(
+        "--token-file", default=None, help="file holding the bearer token (required beyond loopback)"
+    )
+    serve.add_argument(
+        "--tasks-dir", action="append", default=[], help="task folder jobs run from (default: the catalog)"
+    )
+    serve.add_argument(
+        "--allow-path", action="append", default=[], help="model paths must lie under these roots"
+    )
+    serve.add_argument(
+        "--allow-remote-code", action="store_true", help="accept model_args trust_remote_code=true"
+    )
+    serve.add_argument("--cpu-jobs", type=int, default=1, help="jobs asking for 0 GPUs run at once")
+    serve.set_defaults(func=cmd_serve)
+    watch = sub.add_parser("watch", help="submit each new checkpoint folder of DIR to a service once")
+    watch.add_argument("folder", help="the training output folder (checkpoints appear in it)")
+    watch.add_argument("--server", required=True, help="the service URL (pytest-lmms serve)")
+    watch.add_argument("--tasks", required=True, help="tasks to evaluate each checkpoint on, comma separated")
+    watch.add_argument("--backend", default="hf", help="backend the checkpoint path is given to (default hf)")
+    watch.add_argument("--pattern", default="checkpoint-*", help="checkpoint folder names (a glob)")
+    watch.add_argument("--limit", type=int, default=None, help="documents per task")
+    watch.add_argument("--gpus", type=int, default=None, help="GPUs each job asks for")
+    watch.add_argument("--tag", action="append", default=[], help="a tag for every job (repeatable)")
+    watch.add_argument("--interval", type=float, default=10.0, help="seconds between scans")
+    watch.add_argument("--settle", type=float, default=5.0, help="seconds a folder must stay unchanged")
+    watch.add_argument("--once", action="store_true", help="submit what is there, then exit")
+    watch.add_argument("--token-file", default=None, help="file holding the service's bearer token")
+    watch.set_defaults(func=cmd_watch)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
