@@ -301,15 +301,18 @@ class SampleItem(pytest.Item):
 
         planned, self.planned = self.planned, None
         for result, baseline in answer_sample(state, self.task, self.doc_id, self.repeat, planned):
-            self.user_properties.append((BASELINE_PROPERTY if baseline else RESULT_PROPERTY, result))
-            primary = self.task.primary_metric
-            wrong = (
-                primary is not None
-                and self.task.higher_is_better(primary)
-                and result["scores"].get(primary) == 0
-            )
-            if wrong and not baseline:
-                self.user_properties.append((WRONG_PROPERTY, True))
+            self._attach(result, baseline)
+
+    def _attach(self, result: dict[str, Any], baseline: bool) -> None:
+        """A scored sample's record on the report (so xdist ships it), and the wrong mark
+        when its primary metric is 0 (the baseline model's record is never marked)."""
+        if baseline:
+            self.user_properties.append((BASELINE_PROPERTY, result))
+            return
+        self.user_properties.append((RESULT_PROPERTY, result))
+        primary = self.task.primary_metric
+        if primary is not None and self.task.higher_is_better(primary) and result["scores"].get(primary) == 0:
+            self.user_properties.append((WRONG_PROPERTY, True))
 
     def _items_to_plan(self, state: LmmsSession) -> list[SampleItem]:
         if state.is_worker:
@@ -373,13 +376,7 @@ class SampleItem(pytest.Item):
             prompt=prompt_record(request),
             extracted=_json_safe(answer),
         ).to_json()
-        if baseline:
-            self.user_properties.append((BASELINE_PROPERTY, result))
-            return
-        self.user_properties.append((RESULT_PROPERTY, result))
-        primary = task.primary_metric
-        if primary is not None and task.higher_is_better(primary) and scores.get(primary) == 0:
-            self.user_properties.append((WRONG_PROPERTY, True))
+        self._attach(result, baseline)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, SampleFailure):

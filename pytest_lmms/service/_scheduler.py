@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from pytest_lmms._process import log_tail, stop_process_group
 from pytest_lmms.service._store import Job, JobStore
 
 # seconds a cancelled session gets to write what it has before it is killed
@@ -222,21 +223,12 @@ def read_job_results(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _last_lines(path: Path, count: int = 20) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "no log"
-    return "\n".join(lines[-count:])
+    text = log_tail(path, count)
+    return "no log" if text is None else text
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=TERMINATE_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    stop_process_group(process, TERMINATE_GRACE_S)
 
 
 def _kill_orphan(job: Job, run_dir: Path) -> None:
